@@ -1,0 +1,37 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint fmt bench migrate clean
+
+$(STAMP): pyproject.toml client/pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ./client -e '.[dev]'
+	touch $(STAMP)
+
+## Start the service on embedded defaults (a SQLite file; no servers needed) at 127.0.0.1:8004.
+run: $(STAMP)
+	$(BIN)/python -m service
+
+## The whole suite: lint, types, and tests on SQLite and on the local MariaDB/Redis.
+test: $(STAMP) lint
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## Apply the schema to DATABASE_URL (Alembic migrations).
+migrate: $(STAMP)
+	$(BIN)/python -m service migrate
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache aurora.db*

@@ -1,0 +1,197 @@
+"""Tables. Kept portable across TiDB, MySQL/MariaDB and SQLite.
+
+TiDB rules honoured here: utf8mb4, a primary key on every table, no triggers, no stored procedures,
+no reliance on foreign keys, and AUTO_INCREMENT ids that are unique but not ordered, so history is
+ordered by version and time, never by id. `database/schema.sql` and the Alembic migrations must
+produce exactly these tables; tests/integration/test_schema.py checks both against this module.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from aurora_client.state import ConfigState, FlagState
+
+KEY_LENGTH = 200
+SERVICE_LENGTH = 100
+ENVIRONMENT_LENGTH = 64
+ACTOR_LENGTH = 200
+DESCRIPTION_LENGTH = 1000
+
+#: Global configurations have service_name NULL. MySQL/TiDB unique indexes treat NULLs as
+#: distinct, so uniqueness uses service_scope, which holds '' for a global (service names are
+#: never empty) and is kept equal to service_name by the model.
+GLOBAL_SCOPE = ""
+
+# Explicit constraint names so schema.sql, Alembic and the models agree.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT AUTO_INCREMENT on MySQL/TiDB; SQLite only auto-increments INTEGER PRIMARY KEY.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+# Microsecond timestamps (MySQL's bare DATETIME drops fractions), stored as naive UTC.
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+Json = JSON(none_as_null=False)  # a JSON null value is stored as 'null', not SQL NULL
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def scope_of(service_name: str | None) -> str:
+    return GLOBAL_SCOPE if service_name is None else service_name
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Configuration(Base):
+    __tablename__ = "app_configurations"
+    __table_args__ = (
+        UniqueConstraint("environment", "service_scope", "config_key"),
+        Index(None, "environment", "config_key"),
+        {"mysql_charset": "utf8mb4", "mariadb_charset": "utf8mb4"},
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    config_key: Mapped[str] = mapped_column(String(KEY_LENGTH))
+    environment: Mapped[str] = mapped_column(String(ENVIRONMENT_LENGTH))
+    service_name: Mapped[str | None] = mapped_column(String(SERVICE_LENGTH))
+    service_scope: Mapped[str] = mapped_column(String(SERVICE_LENGTH))
+    config_value: Mapped[Any] = mapped_column(Json)
+    description: Mapped[str | None] = mapped_column(String(DESCRIPTION_LENGTH))
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    created_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    updated_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+
+    # Optimistic concurrency: every UPDATE/DELETE says WHERE version = <the version read>, and
+    # SQLAlchemy raises StaleDataError when another writer got there first. We set the new
+    # version ourselves (version_id_generator=False) because a version is also the item's ETag.
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
+
+    def to_state(self) -> ConfigState:
+        return ConfigState(
+            key=self.config_key,
+            environment=self.environment,
+            service_name=self.service_name,
+            value=self.config_value,
+            version=self.version,
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """The full row as JSON, for the audit history."""
+        return {
+            "id": self.id,
+            "config_key": self.config_key,
+            "environment": self.environment,
+            "service_name": self.service_name,
+            "config_value": self.config_value,
+            "description": self.description,
+            "version": self.version,
+            "updated_at": self.updated_at.isoformat(),
+            "updated_by": self.updated_by,
+        }
+
+
+class FeatureFlag(Base):
+    __tablename__ = "feature_flags"
+    __table_args__ = (
+        UniqueConstraint("environment", "flag_key"),
+        {"mysql_charset": "utf8mb4", "mariadb_charset": "utf8mb4"},
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    flag_key: Mapped[str] = mapped_column(String(KEY_LENGTH))
+    flag_name: Mapped[str] = mapped_column(String(KEY_LENGTH))
+    description: Mapped[str | None] = mapped_column(String(DESCRIPTION_LENGTH))
+    environment: Mapped[str] = mapped_column(String(ENVIRONMENT_LENGTH))
+    is_enabled: Mapped[bool] = mapped_column(Boolean)
+    rollout_percentage: Mapped[int] = mapped_column(SmallInteger)
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    created_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    updated_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+
+    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
+
+    def to_state(self) -> FlagState:
+        return FlagState(
+            key=self.flag_key,
+            environment=self.environment,
+            is_enabled=self.is_enabled,
+            rollout_percentage=self.rollout_percentage,
+            version=self.version,
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "flag_key": self.flag_key,
+            "flag_name": self.flag_name,
+            "description": self.description,
+            "environment": self.environment,
+            "is_enabled": self.is_enabled,
+            "rollout_percentage": self.rollout_percentage,
+            "version": self.version,
+            "updated_at": self.updated_at.isoformat(),
+            "updated_by": self.updated_by,
+        }
+
+
+class HistoryEntry(Base):
+    """One audit record per create, update and delete of a configuration or a flag.
+
+    It names the item by kind, environment, scope and key as well as by id, so it outlives the
+    item, and versions continue across a delete and re-create of the same key.
+    """
+
+    __tablename__ = "config_history"
+    __table_args__ = (
+        Index(None, "item_kind", "item_id", "version"),
+        Index(
+            "ix_config_history_scope_key_version",
+            "item_kind",
+            "environment",
+            "service_scope",
+            "item_key",
+            "version",
+        ),
+        {"mysql_charset": "utf8mb4", "mariadb_charset": "utf8mb4"},
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    item_kind: Mapped[str] = mapped_column(String(16))  # 'config' | 'flag'
+    item_id: Mapped[int] = mapped_column(BigInteger)
+    item_key: Mapped[str] = mapped_column(String(KEY_LENGTH))
+    environment: Mapped[str] = mapped_column(String(ENVIRONMENT_LENGTH))
+    service_name: Mapped[str | None] = mapped_column(String(SERVICE_LENGTH))
+    service_scope: Mapped[str] = mapped_column(String(SERVICE_LENGTH))
+    action: Mapped[str] = mapped_column(String(16))  # 'create' | 'update' | 'delete'
+    version: Mapped[int] = mapped_column(Integer)
+    old_state: Mapped[Any] = mapped_column(JSON(none_as_null=True), nullable=True)
+    new_state: Mapped[Any] = mapped_column(JSON(none_as_null=True), nullable=True)
+    actor: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    changed_at: Mapped[datetime] = mapped_column(Timestamp)

@@ -1,0 +1,183 @@
+"""Repositories: domain-shaped queries over one Session. They never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from database.models import Configuration, FeatureFlag, HistoryEntry, scope_of, utcnow
+
+ItemKind = Literal["config", "flag"]
+Action = Literal["create", "update", "delete"]
+
+
+def _escape_like(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class ConfigRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get(self, config_id: int) -> Configuration | None:
+        return self._session.get(Configuration, config_id)
+
+    def get_by_scope(self, env: str, service: str | None, key: str) -> Configuration | None:
+        return self._session.scalar(
+            select(Configuration).where(
+                Configuration.environment == env,
+                Configuration.service_scope == scope_of(service),
+                Configuration.config_key == key,
+            )
+        )
+
+    def list(
+        self,
+        env: str | None,
+        service: str | None,
+        key_prefix: str | None,
+        *,
+        limit: int,
+        offset: int,
+    ) -> tuple[Sequence[Configuration], int]:
+        query = select(Configuration)
+        if env is not None:
+            query = query.where(Configuration.environment == env)
+        if service is not None:
+            query = query.where(Configuration.service_scope == scope_of(service))
+        if key_prefix:
+            query = query.where(
+                Configuration.config_key.like(_escape_like(key_prefix) + "%", escape="\\")
+            )
+        total = self._session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        page = self._session.scalars(
+            query.order_by(
+                Configuration.environment, Configuration.service_scope, Configuration.config_key
+            )
+            .limit(limit)
+            .offset(offset)
+        ).all()
+        return page, total
+
+    def in_scopes(self, env: str, service: str | None) -> Sequence[Configuration]:
+        """The environment's globals and, when a service is named, that service's own values."""
+        scopes = [scope_of(None)] if service is None else [scope_of(None), scope_of(service)]
+        return self._session.scalars(
+            select(Configuration).where(
+                Configuration.environment == env, Configuration.service_scope.in_(scopes)
+            )
+        ).all()
+
+    def add(self, config: Configuration) -> None:
+        self._session.add(config)
+        self._session.flush()  # surfaces a duplicate scope now, and assigns the id
+
+    def delete(self, config: Configuration) -> None:
+        self._session.delete(config)
+        self._session.flush()
+
+    def count(self) -> int:
+        return self._session.scalar(select(func.count()).select_from(Configuration)) or 0
+
+
+class FlagRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get(self, flag_id: int) -> FeatureFlag | None:
+        return self._session.get(FeatureFlag, flag_id)
+
+    def get_by_key(self, env: str, key: str) -> FeatureFlag | None:
+        return self._session.scalar(
+            select(FeatureFlag).where(FeatureFlag.environment == env, FeatureFlag.flag_key == key)
+        )
+
+    def list(
+        self, env: str | None, key_prefix: str | None, *, limit: int, offset: int
+    ) -> tuple[Sequence[FeatureFlag], int]:
+        query = select(FeatureFlag)
+        if env is not None:
+            query = query.where(FeatureFlag.environment == env)
+        if key_prefix:
+            query = query.where(
+                FeatureFlag.flag_key.like(_escape_like(key_prefix) + "%", escape="\\")
+            )
+        total = self._session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        page = self._session.scalars(
+            query.order_by(FeatureFlag.environment, FeatureFlag.flag_key).limit(limit).offset(offset)
+        ).all()
+        return page, total
+
+    def in_environment(self, env: str) -> Sequence[FeatureFlag]:
+        return self._session.scalars(select(FeatureFlag).where(FeatureFlag.environment == env)).all()
+
+    def add(self, flag: FeatureFlag) -> None:
+        self._session.add(flag)
+        self._session.flush()
+
+    def delete(self, flag: FeatureFlag) -> None:
+        self._session.delete(flag)
+        self._session.flush()
+
+    def count(self) -> int:
+        return self._session.scalar(select(func.count()).select_from(FeatureFlag)) or 0
+
+
+class HistoryRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def record(
+        self,
+        kind: ItemKind,
+        action: Action,
+        *,
+        item_id: int,
+        key: str,
+        env: str,
+        service: str | None,
+        version: int,
+        old: dict[str, Any] | None,
+        new: dict[str, Any] | None,
+        actor: str,
+    ) -> None:
+        self._session.add(
+            HistoryEntry(
+                item_kind=kind,
+                item_id=item_id,
+                item_key=key,
+                environment=env,
+                service_name=service,
+                service_scope=scope_of(service),
+                action=action,
+                version=version,
+                old_state=old,
+                new_state=new,
+                actor=actor,
+                changed_at=utcnow(),
+            )
+        )
+
+    def for_item(self, kind: ItemKind, item_id: int) -> Sequence[HistoryEntry]:
+        """Newest first. By version, then time: TiDB ids are unique but not ordered."""
+        return self._session.scalars(
+            select(HistoryEntry)
+            .where(HistoryEntry.item_kind == kind, HistoryEntry.item_id == item_id)
+            .order_by(HistoryEntry.version.desc(), HistoryEntry.changed_at.desc())
+        ).all()
+
+    def last_version(self, kind: ItemKind, env: str, service: str | None, key: str) -> int:
+        """The highest version this key ever had in this scope (0 if never), so a re-created key
+        continues its version sequence and versions keep ordering every change of one key."""
+        last = self._session.scalar(
+            select(func.max(HistoryEntry.version)).where(
+                HistoryEntry.item_kind == kind,
+                HistoryEntry.environment == env,
+                HistoryEntry.service_scope == scope_of(service),
+                HistoryEntry.item_key == key,
+            )
+        )
+        return last or 0

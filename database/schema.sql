@@ -1,0 +1,73 @@
+-- Aurora Config schema for TiDB, MySQL 8 and MariaDB 10.6+.
+--   mysql -h <host> -P 4000 -u root <database> < database/schema.sql
+-- The same schema as the Alembic migrations and database/models.py (a test proves there is no
+-- drift). Portable choices: utf8mb4, a primary key on every table, no triggers, no stored
+-- procedures, no foreign keys. AUTO_INCREMENT ids are unique but not ordered on TiDB: history is
+-- ordered by version and time, never by id.
+-- `python -m service migrate` is the alternative: it applies the Alembic migrations and records
+-- the revision, so later migrations apply on top. A database created from this file can be
+-- adopted by Alembic with `alembic stamp 0001`.
+
+-- Configurations. service_name NULL is the environment's global value; service_scope holds ''
+-- for it, because unique indexes treat NULLs as distinct: two globals with one key must clash.
+CREATE TABLE IF NOT EXISTS app_configurations (
+    id BIGINT NOT NULL AUTO_INCREMENT,
+    config_key VARCHAR(200) NOT NULL,
+    environment VARCHAR(64) NOT NULL,
+    service_name VARCHAR(100) NULL,
+    service_scope VARCHAR(100) NOT NULL,
+    config_value JSON NOT NULL,
+    description VARCHAR(1000) NULL,
+    version INTEGER NOT NULL,
+    created_at DATETIME(6) NOT NULL,
+    updated_at DATETIME(6) NOT NULL,
+    created_by VARCHAR(200) NOT NULL,
+    updated_by VARCHAR(200) NOT NULL,
+    CONSTRAINT pk_app_configurations PRIMARY KEY (id),
+    CONSTRAINT uq_app_configurations_environment_service_scope_config_key
+        UNIQUE (environment, service_scope, config_key)
+) DEFAULT CHARSET = utf8mb4;
+
+CREATE INDEX ix_app_configurations_environment_config_key
+    ON app_configurations (environment, config_key);
+
+CREATE TABLE IF NOT EXISTS feature_flags (
+    id BIGINT NOT NULL AUTO_INCREMENT,
+    flag_key VARCHAR(200) NOT NULL,
+    flag_name VARCHAR(200) NOT NULL,
+    description VARCHAR(1000) NULL,
+    environment VARCHAR(64) NOT NULL,
+    is_enabled BOOL NOT NULL,
+    rollout_percentage SMALLINT NOT NULL,
+    version INTEGER NOT NULL,
+    created_at DATETIME(6) NOT NULL,
+    updated_at DATETIME(6) NOT NULL,
+    created_by VARCHAR(200) NOT NULL,
+    updated_by VARCHAR(200) NOT NULL,
+    CONSTRAINT pk_feature_flags PRIMARY KEY (id),
+    CONSTRAINT uq_feature_flags_environment_flag_key UNIQUE (environment, flag_key)
+) DEFAULT CHARSET = utf8mb4;
+
+-- Audit history of configurations and flags (item_kind 'config' | 'flag'): one row per create,
+-- update and delete with the old and new state. It outlives the item it describes.
+CREATE TABLE IF NOT EXISTS config_history (
+    id BIGINT NOT NULL AUTO_INCREMENT,
+    item_kind VARCHAR(16) NOT NULL,
+    item_id BIGINT NOT NULL,
+    item_key VARCHAR(200) NOT NULL,
+    environment VARCHAR(64) NOT NULL,
+    service_name VARCHAR(100) NULL,
+    service_scope VARCHAR(100) NOT NULL,
+    action VARCHAR(16) NOT NULL,
+    version INTEGER NOT NULL,
+    old_state JSON NULL,
+    new_state JSON NULL,
+    actor VARCHAR(200) NOT NULL,
+    changed_at DATETIME(6) NOT NULL,
+    CONSTRAINT pk_config_history PRIMARY KEY (id)
+) DEFAULT CHARSET = utf8mb4;
+
+CREATE INDEX ix_config_history_item_kind_item_id_version
+    ON config_history (item_kind, item_id, version);
+CREATE INDEX ix_config_history_scope_key_version
+    ON config_history (item_kind, environment, service_scope, item_key, version);

@@ -1,0 +1,1 @@
+"""Aurora Config HTTP service: FastAPI routers, use cases, settings and error mapping."""

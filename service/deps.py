@@ -1,0 +1,123 @@
+"""Request dependencies: the store, input rules that depend on settings, actor and If-Match."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Path, Query, Request
+
+from aurora_client.state import JsonValue
+from service.errors import InvalidInput
+from service.etag import IfMatch
+from service.schemas import check_key, check_service, check_value
+from service.settings import Settings
+from service.store import Store
+
+ANONYMOUS = "anonymous"
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """Input rules configured by settings: the environments and the value size limit."""
+
+    environments: tuple[str, ...]
+    default_environment: str
+    max_value_bytes: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Rules:
+        return cls(settings.environments, settings.default_environment, settings.max_value_bytes)
+
+    def environment(self, name: str | None) -> str:
+        if name is None:
+            return self.default_environment
+        if name not in self.environments:
+            raise InvalidInput(
+                f"unknown environment {name!r}; allowed: {', '.join(self.environments)}"
+            )
+        return name
+
+    def value(self, value: JsonValue) -> JsonValue:
+        try:
+            return check_value(value, self.max_value_bytes)
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
+
+
+def get_store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def get_rules(request: Request) -> Rules:
+    rules: Rules = request.app.state.rules
+    return rules
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+RulesDep = Annotated[Rules, Depends(get_rules)]
+
+
+def environment_query(
+    rules: RulesDep,
+    environment: Annotated[
+        str | None, Query(description="Defaults to AURORA_DEFAULT_ENVIRONMENT", max_length=64)
+    ] = None,
+) -> str:
+    return rules.environment(environment)
+
+
+def environment_filter(
+    rules: RulesDep, environment: Annotated[str | None, Query(max_length=64)] = None
+) -> str | None:
+    """For list filters: omitted means every environment."""
+    return None if environment is None else rules.environment(environment)
+
+
+def service_query(
+    service_name: Annotated[
+        str | None, Query(max_length=200, description="Omit for the global scope")
+    ] = None,
+) -> str | None:
+    if service_name is None:
+        return None
+    try:
+        return check_service(service_name)
+    except ValueError as exc:
+        raise InvalidInput(f"service_name: {exc}") from None
+
+
+def key_path(key: Annotated[str, Path(description="The key; it may contain '/'")]) -> str:
+    try:
+        return check_key(key)
+    except ValueError as exc:
+        raise InvalidInput(f"key {key[:64]!r}: {exc}") from None
+
+
+def actor_header(
+    x_aurora_actor: Annotated[
+        str | None,
+        Header(max_length=200, description="Who makes the change, for the audit history"),
+    ] = None,
+) -> str:
+    # Until tokens arrive (issue 6) the actor is declared by the caller; then it will be the
+    # token's name and this header will be ignored.
+    return x_aurora_actor.strip() or ANONYMOUS if x_aurora_actor else ANONYMOUS
+
+
+def if_match_header(
+    if_match: Annotated[
+        str | None,
+        Header(max_length=200, description="Only change the item if its version is one of these"),
+    ] = None,
+) -> IfMatch | None:
+    return IfMatch.parse(if_match)
+
+
+EnvQuery = Annotated[str, Depends(environment_query)]
+EnvFilter = Annotated[str | None, Depends(environment_filter)]
+ServiceQuery = Annotated[str | None, Depends(service_query)]
+KeyPath = Annotated[str, Depends(key_path)]
+ActorDep = Annotated[str, Depends(actor_header)]
+IfMatchDep = Annotated[IfMatch | None, Depends(if_match_header)]

@@ -1,0 +1,60 @@
+"""The error tree, rendered in one place as RFC 9457 application/problem+json.
+
+    AuroraError                    500 (never raised for bad input)
+    ├── InvalidInput               422  a value the schema accepts but the rules do not
+    ├── NotFound                   404  no such configuration, flag or history
+    ├── AlreadyExists              409  the scope or key is taken
+    ├── VersionMismatch            412  If-Match no longer matches the current version
+    ├── PayloadTooLarge            413  a request body over AURORA_MAX_BODY_BYTES
+    └── Unavailable                503  the database cannot serve the request now
+
+Use cases raise these; `service.app` maps them (and FastAPI's validation and HTTP errors) to
+problem documents. Anything else is a bug: logged once with its traceback, answered as a bare 500.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class AuroraError(Exception):
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+    slug: ClassVar[str] = "internal"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    @property
+    def type(self) -> str:
+        return f"urn:aurora-config:problem:{self.slug}"
+
+
+class InvalidInput(AuroraError):
+    status, title, slug = 422, "Invalid input", "invalid-input"
+
+
+class NotFound(AuroraError):
+    status, title, slug = 404, "Not found", "not-found"
+
+
+class AlreadyExists(AuroraError):
+    status, title, slug = 409, "Already exists", "already-exists"
+
+
+class VersionMismatch(AuroraError):
+    status, title, slug = 412, "Version mismatch", "version-mismatch"
+
+    def __init__(self, sent: str, current: int | None) -> None:
+        now = "the item does not exist" if current is None else f"current version is {current}"
+        super().__init__(f"If-Match {sent} does not match: {now}; re-read and retry")
+        self.current = current
+
+
+class PayloadTooLarge(AuroraError):
+    status, title, slug = 413, "Content too large", "content-too-large"
+
+
+class Unavailable(AuroraError):
+    status, title, slug = 503, "Service unavailable", "unavailable"

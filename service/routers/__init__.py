@@ -1,0 +1,1 @@
+"""HTTP routers: parse input, call one use case, shape the output."""

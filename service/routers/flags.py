@@ -1,0 +1,160 @@
+"""`/api/v1/feature-flags`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from service.deps import ActorDep, EnvFilter, EnvQuery, IfMatchDep, KeyPath, RulesDep, StoreDep
+from service.etag import format_etag
+from service.schemas import (
+    CheckOut,
+    EvaluationOut,
+    FlagCreate,
+    FlagOut,
+    FlagUpdate,
+    HistoryOut,
+    PageOut,
+    Percentage,
+)
+from service.usecases import flags
+
+router = APIRouter(prefix="/feature-flags", tags=["feature-flags"])
+
+Id = Annotated[int, Path(ge=1, le=2**63 - 1, description="feature flag id")]
+UserId = Annotated[
+    str | None,
+    Query(min_length=1, max_length=256, description="Without it, only a 100% rollout is on"),
+]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+def _tagged(response: Response, flag: FlagOut) -> FlagOut:
+    response.headers["ETag"] = format_etag(flag.version)
+    return flag
+
+
+@router.post("/", status_code=status.HTTP_201_CREATED, response_model=FlagOut)
+async def create_flag(
+    body: FlagCreate, store: StoreDep, rules: RulesDep, actor: ActorDep, response: Response
+) -> FlagOut:
+    flag = await store.run(
+        flags.create,
+        env=rules.environment(body.environment),
+        key=body.flag_key,
+        name=body.flag_name or body.flag_key,
+        description=body.description,
+        is_enabled=body.is_enabled,
+        rollout_percentage=body.rollout_percentage,
+        actor=actor,
+    )
+    return _tagged(response, FlagOut.of(flag))
+
+
+@router.get("/", response_model=PageOut[FlagOut])
+async def list_flags(
+    store: StoreDep,
+    env: EnvFilter,
+    key_prefix: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> PageOut[FlagOut]:
+    page = await store.run(flags.list_page, env=env, key_prefix=key_prefix, limit=limit, offset=offset)
+    return PageOut(
+        items=[FlagOut.of(f) for f in page.items], total=page.total, limit=limit, offset=offset
+    )
+
+
+@router.get("/bulk", response_model=dict[str, bool])
+async def bulk_flags(store: StoreDep, env: EnvQuery, user_id: UserId = None) -> dict[str, bool]:
+    """Every flag of the environment, evaluated for the user when one is given."""
+    return await store.run(flags.bulk, env, user_id)
+
+
+@router.get("/key/{key:path}", response_model=FlagOut)
+async def get_flag_by_key(key: KeyPath, store: StoreDep, env: EnvQuery, response: Response) -> FlagOut:
+    return _tagged(response, FlagOut.of(await store.run(flags.get_by_key, env, key)))
+
+
+@router.get("/evaluate/{key:path}", response_model=EvaluationOut)
+async def evaluate_flag(
+    key: KeyPath, store: StoreDep, env: EnvQuery, user_id: UserId = None
+) -> EvaluationOut:
+    found = await store.run(flags.evaluate_for, env, key, user_id)
+    return EvaluationOut(
+        flag_key=key,
+        environment=env,
+        user_id=user_id,
+        enabled=found.result.enabled,
+        reason=found.result.reason,
+        bucket=found.result.bucket,
+        rollout_percentage=found.flag.rollout_percentage,
+        version=found.flag.version,
+    )
+
+
+@router.get("/check/{key:path}", response_model=CheckOut)
+async def check_flag(key: KeyPath, store: StoreDep, env: EnvQuery, user_id: UserId = None) -> CheckOut:
+    found = await store.run(flags.evaluate_for, env, key, user_id)
+    return CheckOut(enabled=found.result.enabled)
+
+
+@router.put("/toggle/{key:path}", response_model=FlagOut)
+async def toggle_flag(
+    key: KeyPath,
+    store: StoreDep,
+    env: EnvQuery,
+    actor: ActorDep,
+    if_match: IfMatchDep,
+    response: Response,
+    enabled: Annotated[
+        bool | None, Query(description="Set to this state instead of flipping (idempotent)")
+    ] = None,
+) -> FlagOut:
+    flag = await store.run(flags.toggle, env, key, enabled=enabled, if_match=if_match, actor=actor)
+    return _tagged(response, FlagOut.of(flag))
+
+
+@router.put("/rollout/{key:path}", response_model=FlagOut)
+async def set_rollout(
+    key: KeyPath,
+    percentage: Annotated[Percentage, Query(description="0..100")],
+    store: StoreDep,
+    env: EnvQuery,
+    actor: ActorDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> FlagOut:
+    flag = await store.run(flags.set_rollout, env, key, percentage, if_match=if_match, actor=actor)
+    return _tagged(response, FlagOut.of(flag))
+
+
+@router.get("/{flag_id}", response_model=FlagOut)
+async def get_flag(flag_id: Id, store: StoreDep, response: Response) -> FlagOut:
+    return _tagged(response, FlagOut.of(await store.run(flags.get, flag_id)))
+
+
+@router.put("/{flag_id}", response_model=FlagOut)
+async def update_flag(
+    flag_id: Id,
+    body: FlagUpdate,
+    store: StoreDep,
+    actor: ActorDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> FlagOut:
+    flag = await store.run(flags.update, flag_id, body.changes(), if_match=if_match, actor=actor)
+    return _tagged(response, FlagOut.of(flag))
+
+
+@router.delete("/{flag_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_flag(flag_id: Id, store: StoreDep, actor: ActorDep, if_match: IfMatchDep) -> None:
+    await store.run(flags.delete, flag_id, if_match=if_match, actor=actor)
+
+
+@router.get("/{flag_id}/history", response_model=list[HistoryOut])
+async def flag_history(flag_id: Id, store: StoreDep) -> list[HistoryOut]:
+    """Every change, newest first; still answers after the flag is deleted."""
+    return [HistoryOut.of(e) for e in await store.run(flags.history, flag_id)]

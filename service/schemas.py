@@ -1,0 +1,258 @@
+"""Request and response bodies, and the input rules they enforce.
+
+Keys: 1..200 characters of [A-Za-z0-9._:/-], no empty, '.' or '..' segment between slashes (so a
+key can never read as a path traversal). Values: any JSON up to AURORA_MAX_VALUE_BYTES encoded,
+nested at most MAX_VALUE_DEPTH deep, finite numbers only.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from typing import Annotated, Any, Generic, Self, TypeVar
+
+import orjson
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from aurora_client.evaluation import Reason
+from aurora_client.state import JsonValue, Scope
+from database.models import (
+    ACTOR_LENGTH,
+    DESCRIPTION_LENGTH,
+    KEY_LENGTH,
+    SERVICE_LENGTH,
+    Configuration,
+    FeatureFlag,
+    HistoryEntry,
+)
+
+MAX_VALUE_DEPTH = 32
+_KEY = re.compile(r"[A-Za-z0-9._:/-]{1,%d}" % KEY_LENGTH)
+_SERVICE = re.compile(r"[A-Za-z0-9._-]{1,%d}" % SERVICE_LENGTH)
+
+
+def check_key(key: str) -> str:
+    if not _KEY.fullmatch(key):
+        raise ValueError(
+            f"a key is 1 to {KEY_LENGTH} characters of letters, digits and . _ : / -"
+        )
+    if any(segment in {"", ".", ".."} for segment in key.split("/")):
+        raise ValueError("a key may not start or end with '/', or hold '//', '/./' or '/../'")
+    return key
+
+
+def check_service(name: str) -> str:
+    if not _SERVICE.fullmatch(name):
+        raise ValueError(
+            f"a service name is 1 to {SERVICE_LENGTH} characters of letters, digits and . _ -"
+        )
+    return name
+
+
+def check_text(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+    return text
+
+
+def check_value(value: JsonValue, max_bytes: int) -> JsonValue:
+    """Raise ValueError unless `value` is storable JSON within the limits."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_VALUE_DEPTH:
+            raise ValueError(f"value is nested deeper than {MAX_VALUE_DEPTH} levels")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise ValueError("value holds NaN or Infinity, which JSON cannot carry")
+    try:
+        size = len(orjson.dumps(value))
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"value is not valid JSON: {exc}") from None
+    if size > max_bytes:
+        raise ValueError(f"value is {size} bytes of JSON; the limit is {max_bytes}")
+    return value
+
+
+Key = Annotated[str, AfterValidator(check_key)]
+ServiceName = Annotated[str, AfterValidator(check_service)]
+Description = Annotated[str, Field(max_length=DESCRIPTION_LENGTH), AfterValidator(check_text)]
+FlagName = Annotated[str, Field(min_length=1, max_length=KEY_LENGTH), AfterValidator(check_text)]
+Percentage = Annotated[int, Field(ge=0, le=100)]
+Actor = Annotated[str, Field(min_length=1, max_length=ACTOR_LENGTH)]
+
+
+class Body(BaseModel):
+    """Request bodies: unknown fields and loose types are errors, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ConfigCreate(Body):
+    config_key: Key
+    config_value: JsonValue = Field(description="Any JSON value, null included")
+    environment: str | None = Field(default=None, description="Defaults to AURORA_DEFAULT_ENVIRONMENT")
+    service_name: ServiceName | None = Field(default=None, description="Omit for a global value")
+    description: Description | None = None
+
+    @model_validator(mode="after")
+    def _value_present(self) -> Self:
+        if "config_value" not in self.model_fields_set:
+            raise ValueError("config_value is required (it may be null)")
+        return self
+
+
+class ConfigUpdate(Body):
+    config_value: JsonValue = None
+    description: Description | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError("send config_value and/or description")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class ConfigValueSet(Body):
+    value: JsonValue = Field(description="Any JSON value, null included")
+    description: Description | None = None
+
+    @model_validator(mode="after")
+    def _value_present(self) -> Self:
+        if "value" not in self.model_fields_set:
+            raise ValueError("value is required (it may be null)")
+        return self
+
+
+class ConfigOut(BaseModel):
+    id: int
+    config_key: str
+    config_value: JsonValue
+    environment: str
+    service_name: str | None
+    description: str | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    created_by: str
+    updated_by: str
+
+    @classmethod
+    def of(cls, config: Configuration) -> ConfigOut:
+        return cls.model_validate(config, from_attributes=True)
+
+
+class ValueOut(BaseModel):
+    key: str
+    value: JsonValue
+    environment: str
+    service_name: str | None = Field(description="The service asked for")
+    scope: Scope = Field(description="'service' when the service's own value matched, else 'global'")
+    version: int
+
+
+T = TypeVar("T")
+
+
+class PageOut(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class HistoryOut(BaseModel):
+    version: int
+    action: str
+    actor: str
+    changed_at: datetime
+    environment: str
+    service_name: str | None
+    key: str
+    old_state: dict[str, JsonValue] | None
+    new_state: dict[str, JsonValue] | None
+
+    @classmethod
+    def of(cls, entry: HistoryEntry) -> HistoryOut:
+        return cls(
+            version=entry.version,
+            action=entry.action,
+            actor=entry.actor,
+            changed_at=entry.changed_at,
+            environment=entry.environment,
+            service_name=entry.service_name,
+            key=entry.item_key,
+            old_state=entry.old_state,
+            new_state=entry.new_state,
+        )
+
+
+class FlagCreate(Body):
+    flag_key: Key
+    flag_name: FlagName | None = Field(default=None, description="Defaults to the flag key")
+    description: Description | None = None
+    is_enabled: bool = False
+    rollout_percentage: Percentage = 100
+    environment: str | None = Field(default=None, description="Defaults to AURORA_DEFAULT_ENVIRONMENT")
+
+
+class FlagUpdate(Body):
+    flag_name: FlagName | None = None
+    description: Description | None = None
+    is_enabled: bool | None = None
+    rollout_percentage: Percentage | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if not self.model_fields_set:
+            raise ValueError("send at least one of flag_name, description, is_enabled, rollout_percentage")
+        for name in ("flag_name", "is_enabled", "rollout_percentage"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class FlagOut(BaseModel):
+    id: int
+    flag_key: str
+    flag_name: str
+    description: str | None
+    environment: str
+    is_enabled: bool
+    rollout_percentage: int
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    created_by: str
+    updated_by: str
+
+    @classmethod
+    def of(cls, flag: FeatureFlag) -> FlagOut:
+        return cls.model_validate(flag, from_attributes=True)
+
+
+class EvaluationOut(BaseModel):
+    flag_key: str
+    environment: str
+    user_id: str | None
+    enabled: bool
+    reason: Reason
+    bucket: int | None = Field(description="The user's stable bucket, 1..100; null without a user")
+    rollout_percentage: int
+    version: int
+
+
+class CheckOut(BaseModel):
+    enabled: bool

@@ -1,0 +1,96 @@
+"""What every write shares: If-Match, version bump, actor and timestamps, and the audit record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from database.models import Configuration, FeatureFlag, utcnow
+from database.repositories import Action, ItemKind
+from database.uow import UnitOfWork
+from service.etag import IfMatch, check_if_match
+
+Item = Configuration | FeatureFlag
+
+
+def kind_of(item: Item) -> ItemKind:
+    return "config" if isinstance(item, Configuration) else "flag"
+
+
+def key_of(item: Item) -> str:
+    return item.config_key if isinstance(item, Configuration) else item.flag_key
+
+
+def service_of(item: Item) -> str | None:
+    return item.service_name if isinstance(item, Configuration) else None
+
+
+def record(
+    uow: UnitOfWork,
+    item: Item,
+    action: Action,
+    *,
+    old: dict[str, Any] | None,
+    actor: str,
+) -> None:
+    uow.history.record(
+        kind_of(item),
+        action,
+        item_id=item.id,
+        key=key_of(item),
+        env=item.environment,
+        service=service_of(item),
+        version=item.version,
+        old=old,
+        new=None if action == "delete" else item.snapshot(),
+        actor=actor,
+    )
+
+
+def stamp_new(item: Item, uow: UnitOfWork, actor: str) -> None:
+    """Version 1 for a key never seen in its scope, else one past its last (deleted) version."""
+    now = utcnow()
+    item.version = (
+        uow.history.last_version(kind_of(item), item.environment, service_of(item), key_of(item))
+        + 1
+    )
+    item.created_at = item.updated_at = now
+    item.created_by = item.updated_by = actor
+
+
+def apply_update(
+    uow: UnitOfWork,
+    item: Item,
+    changes: dict[str, Any],
+    *,
+    if_match: IfMatch | None,
+    actor: str,
+) -> bool:
+    """Apply field changes as one new version. Returns False (and writes nothing) when no field
+    actually changes: an idempotent PUT does not bump the version or add history."""
+    check_if_match(if_match, item.version)
+    effective = {name: value for name, value in changes.items() if getattr(item, name) != value}
+    if not effective:
+        return False
+    before = item.snapshot()
+    for name, value in effective.items():
+        setattr(item, name, value)
+    item.version += 1
+    item.updated_at = utcnow()
+    item.updated_by = actor
+    record(uow, item, "update", old=before, actor=actor)
+    return True
+
+
+def apply_delete(uow: UnitOfWork, item: Item, *, if_match: IfMatch | None, actor: str) -> None:
+    check_if_match(if_match, item.version)
+    before = item.snapshot()
+    # The delete is a change of its own: one version past the last, so consumers ordering by
+    # version see the tombstone after every earlier state.
+    item.version += 1
+    item.updated_at = utcnow()
+    item.updated_by = actor
+    record(uow, item, "delete", old=before, actor=actor)
+    if isinstance(item, Configuration):
+        uow.configs.delete(item)
+    else:
+        uow.flags.delete(item)

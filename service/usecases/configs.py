@@ -1,0 +1,195 @@
+"""Configuration use cases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from aurora_client.state import ConfigState, JsonValue, Resolved, merge_scopes, resolve_value
+from database.engine import ConcurrentWrite
+from database.models import Configuration, HistoryEntry, scope_of
+from database.uow import UnitOfWork
+from service.errors import AlreadyExists, NotFound
+from service.etag import IfMatch, check_if_match
+from service.usecases.changes import apply_delete, apply_update, record, stamp_new
+
+
+def _scope_text(env: str, service: str | None) -> str:
+    return f"environment {env!r}, " + (f"service {service!r}" if service else "global scope")
+
+
+def _get(uow: UnitOfWork, config_id: int) -> Configuration:
+    config = uow.configs.get(config_id)
+    if config is None:
+        raise NotFound(f"configuration {config_id} does not exist")
+    return config
+
+
+def create(
+    uow: UnitOfWork,
+    *,
+    env: str,
+    service: str | None,
+    key: str,
+    value: JsonValue,
+    description: str | None,
+    actor: str,
+) -> Configuration:
+    with uow:
+        if uow.configs.get_by_scope(env, service, key) is not None:
+            raise AlreadyExists(f"configuration {key!r} already exists in {_scope_text(env, service)}")
+        config = Configuration(
+            config_key=key,
+            environment=env,
+            service_name=service,
+            service_scope=scope_of(service),
+            config_value=value,
+            description=description,
+        )
+        stamp_new(config, uow, actor)
+        try:
+            uow.configs.add(config)
+            record(uow, config, "create", old=None, actor=actor)
+            uow.commit()
+        except IntegrityError as exc:  # a concurrent create of the same scope won
+            raise AlreadyExists(
+                f"configuration {key!r} already exists in {_scope_text(env, service)}"
+            ) from exc
+        return config
+
+
+def get(uow: UnitOfWork, config_id: int) -> Configuration:
+    with uow:
+        return _get(uow, config_id)
+
+
+def get_by_scope(uow: UnitOfWork, env: str, service: str | None, key: str) -> Configuration:
+    with uow:
+        config = uow.configs.get_by_scope(env, service, key)
+        if config is None:
+            raise NotFound(f"configuration {key!r} does not exist in {_scope_text(env, service)}")
+        return config
+
+
+def resolve(uow: UnitOfWork, env: str, service: str | None, key: str) -> Resolved:
+    """The value a service sees: its own, else the environment's global."""
+    with uow:
+        resolved = resolve_value(
+            lambda scope: _state_or_none(uow.configs.get_by_scope(env, scope, key)), service
+        )
+        if resolved is None:
+            where = f"service {service!r} or the global scope" if service else "the global scope"
+            raise NotFound(f"configuration {key!r} is not set in environment {env!r} for {where}")
+        return resolved
+
+
+def _state_or_none(config: Configuration | None) -> ConfigState | None:
+    return None if config is None else config.to_state()
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: Sequence[Configuration]
+    total: int
+
+
+def list_page(
+    uow: UnitOfWork,
+    *,
+    env: str | None,
+    service: str | None,
+    key_prefix: str | None,
+    limit: int,
+    offset: int,
+) -> Page:
+    with uow:
+        items, total = uow.configs.list(env, service, key_prefix, limit=limit, offset=offset)
+        return Page(items, total)
+
+
+def bulk(uow: UnitOfWork, env: str, service: str | None) -> dict[str, JsonValue]:
+    with uow:
+        rows = uow.configs.in_scopes(env, service)
+        globals_ = {c.config_key: c.config_value for c in rows if c.service_name is None}
+        own = {c.config_key: c.config_value for c in rows if c.service_name is not None}
+        return merge_scopes(globals_, own)
+
+
+def update(
+    uow: UnitOfWork,
+    config_id: int,
+    changes: dict[str, Any],
+    *,
+    if_match: IfMatch | None,
+    actor: str,
+) -> Configuration:
+    with uow:
+        config = _get(uow, config_id)
+        if apply_update(uow, config, changes, if_match=if_match, actor=actor):
+            uow.commit()
+        return config
+
+
+@dataclass(frozen=True, slots=True)
+class SetResult:
+    config: Configuration
+    created: bool
+
+
+def set_value(
+    uow: UnitOfWork,
+    *,
+    env: str,
+    service: str | None,
+    key: str,
+    value: JsonValue,
+    description: str | None,
+    if_match: IfMatch | None,
+    actor: str,
+) -> SetResult:
+    """Upsert one scope's value. A description of None leaves an existing one unchanged."""
+    with uow:
+        config = uow.configs.get_by_scope(env, service, key)
+        if config is not None:
+            changes: dict[str, Any] = {"config_value": value}
+            if description is not None:
+                changes["description"] = description
+            if apply_update(uow, config, changes, if_match=if_match, actor=actor):
+                uow.commit()
+            return SetResult(config, created=False)
+        check_if_match(if_match, None)
+        config = Configuration(
+            config_key=key,
+            environment=env,
+            service_name=service,
+            service_scope=scope_of(service),
+            config_value=value,
+            description=description,
+        )
+        stamp_new(config, uow, actor)
+        try:
+            uow.configs.add(config)
+            record(uow, config, "create", old=None, actor=actor)
+            uow.commit()
+        except IntegrityError as exc:
+            # Another writer created this scope between our read and insert: run again, and
+            # this time update what it wrote (with its true old value in the history).
+            raise ConcurrentWrite(f"configuration {key!r} created concurrently") from exc
+        return SetResult(config, created=True)
+
+
+def delete(uow: UnitOfWork, config_id: int, *, if_match: IfMatch | None, actor: str) -> None:
+    with uow:
+        apply_delete(uow, _get(uow, config_id), if_match=if_match, actor=actor)
+        uow.commit()
+
+
+def history(uow: UnitOfWork, config_id: int) -> Sequence[HistoryEntry]:
+    with uow:
+        entries = uow.history.for_item("config", config_id)
+        if not entries:
+            raise NotFound(f"configuration {config_id} has no history: it never existed")
+        return entries

@@ -1,0 +1,160 @@
+"""Feature-flag use cases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from aurora_client.evaluation import Evaluation, evaluate
+from database.models import FeatureFlag, HistoryEntry
+from database.uow import UnitOfWork
+from service.errors import AlreadyExists, NotFound
+from service.etag import IfMatch
+from service.usecases.changes import apply_delete, apply_update, record, stamp_new
+
+
+def _get(uow: UnitOfWork, flag_id: int) -> FeatureFlag:
+    flag = uow.flags.get(flag_id)
+    if flag is None:
+        raise NotFound(f"feature flag {flag_id} does not exist")
+    return flag
+
+
+def _get_by_key(uow: UnitOfWork, env: str, key: str) -> FeatureFlag:
+    flag = uow.flags.get_by_key(env, key)
+    if flag is None:
+        raise NotFound(f"feature flag {key!r} does not exist in environment {env!r}")
+    return flag
+
+
+def create(
+    uow: UnitOfWork,
+    *,
+    env: str,
+    key: str,
+    name: str,
+    description: str | None,
+    is_enabled: bool,
+    rollout_percentage: int,
+    actor: str,
+) -> FeatureFlag:
+    with uow:
+        taken = f"feature flag {key!r} already exists in environment {env!r}"
+        if uow.flags.get_by_key(env, key) is not None:
+            raise AlreadyExists(taken)
+        flag = FeatureFlag(
+            flag_key=key,
+            flag_name=name,
+            description=description,
+            environment=env,
+            is_enabled=is_enabled,
+            rollout_percentage=rollout_percentage,
+        )
+        stamp_new(flag, uow, actor)
+        try:
+            uow.flags.add(flag)
+            record(uow, flag, "create", old=None, actor=actor)
+            uow.commit()
+        except IntegrityError as exc:
+            raise AlreadyExists(taken) from exc
+        return flag
+
+
+def get(uow: UnitOfWork, flag_id: int) -> FeatureFlag:
+    with uow:
+        return _get(uow, flag_id)
+
+
+def get_by_key(uow: UnitOfWork, env: str, key: str) -> FeatureFlag:
+    with uow:
+        return _get_by_key(uow, env, key)
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: Sequence[FeatureFlag]
+    total: int
+
+
+def list_page(
+    uow: UnitOfWork, *, env: str | None, key_prefix: str | None, limit: int, offset: int
+) -> Page:
+    with uow:
+        items, total = uow.flags.list(env, key_prefix, limit=limit, offset=offset)
+        return Page(items, total)
+
+
+@dataclass(frozen=True, slots=True)
+class FlagEvaluation:
+    flag: FeatureFlag
+    result: Evaluation
+
+
+def evaluate_for(uow: UnitOfWork, env: str, key: str, user_id: str | None) -> FlagEvaluation:
+    with uow:
+        flag = _get_by_key(uow, env, key)
+        return FlagEvaluation(flag, evaluate(flag.to_state(), user_id))
+
+
+def bulk(uow: UnitOfWork, env: str, user_id: str | None) -> dict[str, bool]:
+    with uow:
+        return {
+            f.flag_key: evaluate(f.to_state(), user_id).enabled
+            for f in uow.flags.in_environment(env)
+        }
+
+
+def update(
+    uow: UnitOfWork, flag_id: int, changes: dict[str, Any], *, if_match: IfMatch | None, actor: str
+) -> FeatureFlag:
+    with uow:
+        flag = _get(uow, flag_id)
+        if apply_update(uow, flag, changes, if_match=if_match, actor=actor):
+            uow.commit()
+        return flag
+
+
+def toggle(
+    uow: UnitOfWork,
+    env: str,
+    key: str,
+    *,
+    enabled: bool | None,
+    if_match: IfMatch | None,
+    actor: str,
+) -> FeatureFlag:
+    """Flip the flag, or set it to `enabled` when given (idempotent, safe for automation)."""
+    with uow:
+        flag = _get_by_key(uow, env, key)
+        target = (not flag.is_enabled) if enabled is None else enabled
+        if apply_update(uow, flag, {"is_enabled": target}, if_match=if_match, actor=actor):
+            uow.commit()
+        return flag
+
+
+def set_rollout(
+    uow: UnitOfWork, env: str, key: str, percentage: int, *, if_match: IfMatch | None, actor: str
+) -> FeatureFlag:
+    with uow:
+        flag = _get_by_key(uow, env, key)
+        changes = {"rollout_percentage": percentage}
+        if apply_update(uow, flag, changes, if_match=if_match, actor=actor):
+            uow.commit()
+        return flag
+
+
+def delete(uow: UnitOfWork, flag_id: int, *, if_match: IfMatch | None, actor: str) -> None:
+    with uow:
+        apply_delete(uow, _get(uow, flag_id), if_match=if_match, actor=actor)
+        uow.commit()
+
+
+def history(uow: UnitOfWork, flag_id: int) -> Sequence[HistoryEntry]:
+    with uow:
+        entries = uow.history.for_item("flag", flag_id)
+        if not entries:
+            raise NotFound(f"feature flag {flag_id} has no history: it never existed")
+        return entries

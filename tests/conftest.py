@@ -1,0 +1,73 @@
+"""Shared fixtures: the database backends (SQLite and the real MariaDB) and the API client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+
+from database.engine import make_engine
+from database.migrations import upgrade_to_head
+from database.models import Base
+from service.app import create_app
+from service.settings import Settings
+from tests.backends import throwaway_mariadb
+
+
+@pytest.fixture(scope="session")
+def mariadb_database() -> Iterator[str]:
+    """One throwaway MariaDB database per test run (per xdist worker), migrated to head."""
+    with throwaway_mariadb() as url:
+        engine = make_engine(url)
+        upgrade_to_head(engine)
+        engine.dispose()
+        yield url
+
+
+@pytest.fixture(scope="session")
+def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path: Path = tmp_path_factory.mktemp("sqlite") / "aurora.db"
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    upgrade_to_head(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each test that uses this runs twice: on SQLite and on MariaDB, starting from empty tables."""
+    url: str = request.getfixturevalue(f"{request.param}_database")
+    yield url
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(text(f"DELETE FROM {table.name}"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def make_settings(database_url: str, **overrides: object) -> Settings:
+    return Settings(_env_file=None, database_url=database_url, **overrides)  # type: ignore[call-arg,arg-type]
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
