@@ -18,7 +18,7 @@ RETRYABLE_MYSQL_CODES = frozenset({1205, 1213, 8002, 8022, 9007})
 UNAVAILABLE_MYSQL_CODES = frozenset({1040, 1053, 2002, 2003, 2005, 2006, 2013})
 
 
-class ConcurrentWrite(Exception):  # noqa: N818 - a signal, not a failure
+class ConcurrentWrite(Exception):
     """Raised by a use case when a concurrent writer made its transaction moot; run it again."""
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from aurora_client.state import ConfigState, FlagState
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -25,8 +26,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-from aurora_client.state import ConfigState, FlagState
 
 KEY_LENGTH = 200
 SERVICE_LENGTH = 100

@@ -107,12 +107,16 @@ class FlagRepository:
             )
         total = self._session.scalar(select(func.count()).select_from(query.subquery())) or 0
         page = self._session.scalars(
-            query.order_by(FeatureFlag.environment, FeatureFlag.flag_key).limit(limit).offset(offset)
+            query.order_by(FeatureFlag.environment, FeatureFlag.flag_key)
+            .limit(limit)
+            .offset(offset)
         ).all()
         return page, total
 
     def in_environment(self, env: str) -> Sequence[FeatureFlag]:
-        return self._session.scalars(select(FeatureFlag).where(FeatureFlag.environment == env)).all()
+        return self._session.scalars(
+            select(FeatureFlag).where(FeatureFlag.environment == env)
+        ).all()
 
     def add(self, flag: FeatureFlag) -> None:
         self._session.add(flag)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
+from aurora_client.state import JsonValue
 from fastapi import Depends, Header, Path, Query, Request
 
-from aurora_client.state import JsonValue
 from service.errors import InvalidInput
 from service.etag import IfMatch
 from service.schemas import check_key, check_service, check_value

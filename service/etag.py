@@ -29,7 +29,9 @@ class IfMatch:
         for part in raw.split(","):
             tag = part.strip().removeprefix("W/").strip('"')
             if not tag.isdecimal() or len(tag) > 10:
-                raise InvalidInput(f"If-Match must be '*' or item versions such as '\"3\"', got {raw!r}")
+                raise InvalidInput(
+                    f"If-Match must be '*' or item versions such as '\"3\"', got {raw!r}"
+                )
             versions.add(int(tag))
         return cls(raw, frozenset(versions))
 

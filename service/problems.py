@@ -51,7 +51,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             position = err.get("loc", ("body", "?"))[-1]
             reason = err.get("ctx", {}).get("error", "invalid JSON")
             detail = f"the body is not valid JSON: {reason} at position {position}"
-            return problem(400, "Bad request", detail, slug="bad-request", instance=request.url.path)
+            return problem(
+                400, "Bad request", detail, slug="bad-request", instance=request.url.path
+            )
     errors = [
         {"location": _location(err.get("loc", ())), "message": err.get("msg", "invalid")}
         for err in exc.errors()
@@ -64,13 +66,22 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    titles = {400: "Bad request", 404: "Not found", 405: "Method not allowed", 413: "Content too large"}
+    titles = {
+        400: "Bad request",
+        404: "Not found",
+        405: "Method not allowed",
+        413: "Content too large",
+    }
     title = titles.get(exc.status_code, "HTTP error")
     detail = exc.detail if isinstance(exc.detail, str) else title
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no route {request.method} {request.url.path}"
     response = problem(
-        exc.status_code, title, detail, slug=title.lower().replace(" ", "-"), instance=request.url.path
+        exc.status_code,
+        title,
+        detail,
+        slug=title.lower().replace(" ", "-"),
+        instance=request.url.path,
     )
     if exc.headers:
         response.headers.update(exc.headers)

@@ -13,10 +13,10 @@ from datetime import datetime
 from typing import Annotated, Any, Generic, Self, TypeVar
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-
 from aurora_client.evaluation import Reason
 from aurora_client.state import JsonValue, Scope
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
 from database.models import (
     ACTOR_LENGTH,
     DESCRIPTION_LENGTH,
@@ -28,15 +28,13 @@ from database.models import (
 )
 
 MAX_VALUE_DEPTH = 32
-_KEY = re.compile(r"[A-Za-z0-9._:/-]{1,%d}" % KEY_LENGTH)
-_SERVICE = re.compile(r"[A-Za-z0-9._-]{1,%d}" % SERVICE_LENGTH)
+_KEY = re.compile(rf"[A-Za-z0-9._:/-]{{1,{KEY_LENGTH}}}")
+_SERVICE = re.compile(rf"[A-Za-z0-9._-]{{1,{SERVICE_LENGTH}}}")
 
 
 def check_key(key: str) -> str:
     if not _KEY.fullmatch(key):
-        raise ValueError(
-            f"a key is 1 to {KEY_LENGTH} characters of letters, digits and . _ : / -"
-        )
+        raise ValueError(f"a key is 1 to {KEY_LENGTH} characters of letters, digits and . _ : / -")
     if any(segment in {"", ".", ".."} for segment in key.split("/")):
         raise ValueError("a key may not start or end with '/', or hold '//', '/./' or '/../'")
     return key
@@ -96,16 +94,12 @@ class Body(BaseModel):
 
 class ConfigCreate(Body):
     config_key: Key
-    config_value: JsonValue = Field(description="Any JSON value, null included")
-    environment: str | None = Field(default=None, description="Defaults to AURORA_DEFAULT_ENVIRONMENT")
+    config_value: JsonValue = Field(description="Any JSON value, null included (required)")
+    environment: str | None = Field(
+        default=None, description="Defaults to AURORA_DEFAULT_ENVIRONMENT"
+    )
     service_name: ServiceName | None = Field(default=None, description="Omit for a global value")
     description: Description | None = None
-
-    @model_validator(mode="after")
-    def _value_present(self) -> Self:
-        if "config_value" not in self.model_fields_set:
-            raise ValueError("config_value is required (it may be null)")
-        return self
 
 
 class ConfigUpdate(Body):
@@ -125,12 +119,6 @@ class ConfigUpdate(Body):
 class ConfigValueSet(Body):
     value: JsonValue = Field(description="Any JSON value, null included")
     description: Description | None = None
-
-    @model_validator(mode="after")
-    def _value_present(self) -> Self:
-        if "value" not in self.model_fields_set:
-            raise ValueError("value is required (it may be null)")
-        return self
 
 
 class ConfigOut(BaseModel):
@@ -156,7 +144,9 @@ class ValueOut(BaseModel):
     value: JsonValue
     environment: str
     service_name: str | None = Field(description="The service asked for")
-    scope: Scope = Field(description="'service' when the service's own value matched, else 'global'")
+    scope: Scope = Field(
+        description="'service' when the service's own value matched, else 'global'"
+    )
     version: int
 
 
@@ -202,7 +192,9 @@ class FlagCreate(Body):
     description: Description | None = None
     is_enabled: bool = False
     rollout_percentage: Percentage = 100
-    environment: str | None = Field(default=None, description="Defaults to AURORA_DEFAULT_ENVIRONMENT")
+    environment: str | None = Field(
+        default=None, description="Defaults to AURORA_DEFAULT_ENVIRONMENT"
+    )
 
 
 class FlagUpdate(Body):
@@ -214,7 +206,9 @@ class FlagUpdate(Body):
     @model_validator(mode="after")
     def _something(self) -> Self:
         if not self.model_fields_set:
-            raise ValueError("send at least one of flag_name, description, is_enabled, rollout_percentage")
+            raise ValueError(
+                "send at least one of flag_name, description, is_enabled, rollout_percentage"
+            )
         for name in ("flag_name", "is_enabled", "rollout_percentage"):
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")

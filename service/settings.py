@@ -22,7 +22,8 @@ class Settings(BaseSettings):
     )
 
     database_url: str = Field(
-        default="sqlite:///./aurora.db", validation_alias=AliasChoices("DATABASE_URL", "database_url")
+        default="sqlite:///./aurora.db",
+        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
     )
     redis_url: str | None = Field(
         default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url")

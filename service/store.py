@@ -64,7 +64,9 @@ class Store:
                     # Full jitter: concurrent losers spread out instead of colliding again.
                     cap = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)
                     delay = random.uniform(0, cap)  # noqa: S311 - jitter, not security
-                    log.info("%s: concurrent write, attempt %d, retry in %.3fs", name, attempt, delay)
+                    log.info(
+                        "%s: concurrent write, attempt %d, retry in %.3fs", name, attempt, delay
+                    )
                     await asyncio.sleep(delay)
                     continue
                 translated = self._translate(name, exc)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from aurora_client.state import JsonValue
 from fastapi import APIRouter, Path, Query, Response, status
 
-from aurora_client.state import JsonValue
 from service.deps import (
     ActorDep,
     EnvFilter,
@@ -67,7 +67,12 @@ async def list_configurations(
     offset: Offset = 0,
 ) -> PageOut[ConfigOut]:
     page = await store.run(
-        configs.list_page, env=env, service=service, key_prefix=key_prefix, limit=limit, offset=offset
+        configs.list_page,
+        env=env,
+        service=service,
+        key_prefix=key_prefix,
+        limit=limit,
+        offset=offset,
     )
     return PageOut(
         items=[ConfigOut.of(c) for c in page.items], total=page.total, limit=limit, offset=offset
@@ -75,7 +80,9 @@ async def list_configurations(
 
 
 @router.get("/bulk", response_model=dict[str, JsonValue])
-async def bulk_values(store: StoreDep, env: EnvQuery, service: ServiceQuery) -> dict[str, JsonValue]:
+async def bulk_values(
+    store: StoreDep, env: EnvQuery, service: ServiceQuery
+) -> dict[str, JsonValue]:
     """Every key visible to the service as a flat object; its own values override globals."""
     return await store.run(configs.bulk, env, service)
 

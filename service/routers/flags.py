@@ -61,7 +61,9 @@ async def list_flags(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> PageOut[FlagOut]:
-    page = await store.run(flags.list_page, env=env, key_prefix=key_prefix, limit=limit, offset=offset)
+    page = await store.run(
+        flags.list_page, env=env, key_prefix=key_prefix, limit=limit, offset=offset
+    )
     return PageOut(
         items=[FlagOut.of(f) for f in page.items], total=page.total, limit=limit, offset=offset
     )
@@ -74,7 +76,9 @@ async def bulk_flags(store: StoreDep, env: EnvQuery, user_id: UserId = None) -> 
 
 
 @router.get("/key/{key:path}", response_model=FlagOut)
-async def get_flag_by_key(key: KeyPath, store: StoreDep, env: EnvQuery, response: Response) -> FlagOut:
+async def get_flag_by_key(
+    key: KeyPath, store: StoreDep, env: EnvQuery, response: Response
+) -> FlagOut:
     return _tagged(response, FlagOut.of(await store.run(flags.get_by_key, env, key)))
 
 
@@ -96,7 +100,9 @@ async def evaluate_flag(
 
 
 @router.get("/check/{key:path}", response_model=CheckOut)
-async def check_flag(key: KeyPath, store: StoreDep, env: EnvQuery, user_id: UserId = None) -> CheckOut:
+async def check_flag(
+    key: KeyPath, store: StoreDep, env: EnvQuery, user_id: UserId = None
+) -> CheckOut:
     found = await store.run(flags.evaluate_for, env, key, user_id)
     return CheckOut(enabled=found.result.enabled)
 

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aurora_client.state import ConfigState, JsonValue, Resolved, merge_scopes, resolve_value
 from sqlalchemy.exc import IntegrityError
 
-from aurora_client.state import ConfigState, JsonValue, Resolved, merge_scopes, resolve_value
 from database.engine import ConcurrentWrite
 from database.models import Configuration, HistoryEntry, scope_of
 from database.uow import UnitOfWork
@@ -40,7 +40,9 @@ def create(
 ) -> Configuration:
     with uow:
         if uow.configs.get_by_scope(env, service, key) is not None:
-            raise AlreadyExists(f"configuration {key!r} already exists in {_scope_text(env, service)}")
+            raise AlreadyExists(
+                f"configuration {key!r} already exists in {_scope_text(env, service)}"
+            )
         config = Configuration(
             config_key=key,
             environment=env,

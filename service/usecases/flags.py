@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aurora_client.evaluation import Evaluation, evaluate
 from sqlalchemy.exc import IntegrityError
 
-from aurora_client.evaluation import Evaluation, evaluate
 from database.models import FeatureFlag, HistoryEntry
 from database.uow import UnitOfWork
 from service.errors import AlreadyExists, NotFound

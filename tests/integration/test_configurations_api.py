@@ -67,7 +67,9 @@ def test_value_falls_back_to_global_and_says_which_scope(client: TestClient) -> 
     params = {"environment": "staging", "service_name": "billing"}
     fallback = client.get(f"{API}/value/timeout", params=params).json()
     assert (fallback["value"], fallback["scope"]) == (30, "global")
-    create(client, config_key="timeout", config_value=5, environment="staging", service_name="billing")
+    create(
+        client, config_key="timeout", config_value=5, environment="staging", service_name="billing"
+    )
     own = client.get(f"{API}/value/timeout", params=params).json()
     assert (own["value"], own["scope"]) == (5, "service")
     other = client.get(f"{API}/value/timeout", params={**params, "service_name": "auth"}).json()
@@ -76,7 +78,9 @@ def test_value_falls_back_to_global_and_says_which_scope(client: TestClient) -> 
 
 def test_value_missing_in_both_scopes_is_404(client: TestClient) -> None:
     create(client, config_key="x", config_value=1, environment="development")
-    response = client.get(f"{API}/value/x", params={"environment": "production", "service_name": "a"})
+    response = client.get(
+        f"{API}/value/x", params={"environment": "production", "service_name": "a"}
+    )
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
     assert "'x'" in response.json()["detail"]
@@ -110,7 +114,9 @@ def test_list_filters_and_paginates(client: TestClient) -> None:
     create(client, config_key="app_x", config_value=0)  # '_' must not act as a LIKE wildcard
     create(client, config_key="appy", config_value=0)
     create(client, config_key="app.9", config_value=9, environment="staging")
-    page = client.get(f"{API}/", params={"environment": "production", "key_prefix": "app.", "limit": 2})
+    page = client.get(
+        f"{API}/", params={"environment": "production", "key_prefix": "app.", "limit": 2}
+    )
     body = page.json()
     assert body["total"] == 5
     assert [c["config_key"] for c in body["items"]] == ["app.0", "app.1"]
@@ -156,10 +162,14 @@ def test_update_that_changes_nothing_keeps_the_version(client: TestClient) -> No
 
 
 def test_set_value_upserts_the_scope(client: TestClient) -> None:
-    first = client.put(f"{API}/key/feature.limit", params={"service_name": "svc"}, json={"value": 5})
+    first = client.put(
+        f"{API}/key/feature.limit", params={"service_name": "svc"}, json={"value": 5}
+    )
     assert first.status_code == 201
     assert first.json()["version"] == 1
-    second = client.put(f"{API}/key/feature.limit", params={"service_name": "svc"}, json={"value": 6})
+    second = client.put(
+        f"{API}/key/feature.limit", params={"service_name": "svc"}, json={"value": 6}
+    )
     assert second.status_code == 200
     assert (second.json()["config_value"], second.json()["version"]) == (6, 2)
     assert second.json()["id"] == first.json()["id"]
@@ -201,9 +211,13 @@ class TestIfMatch:
     def test_matching_if_match_succeeds(self, client: TestClient) -> None:
         created = create(client, config_key="k", config_value=1)
         etag = client.get(f"{API}/{created['id']}").headers["etag"]
-        ok = client.put(f"{API}/{created['id']}", json={"config_value": 2}, headers={"If-Match": etag})
+        ok = client.put(
+            f"{API}/{created['id']}", json={"config_value": 2}, headers={"If-Match": etag}
+        )
         assert ok.status_code == 200
-        assert client.delete(f"{API}/{created['id']}", headers={"If-Match": '"2"'}).status_code == 204
+        assert (
+            client.delete(f"{API}/{created['id']}", headers={"If-Match": '"2"'}).status_code == 204
+        )
 
     def test_if_match_on_a_missing_scope_is_412(self, client: TestClient) -> None:
         response = client.put(f"{API}/key/new", json={"value": 1}, headers={"If-Match": "*"})
