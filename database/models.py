@@ -100,16 +100,18 @@ class Configuration(Base):
         )
 
     def snapshot(self) -> dict[str, Any]:
-        """The full row as JSON, for the audit history."""
+        """The item as the API shows it: the history's old/new state and the feed's state."""
         return {
             "id": self.id,
             "config_key": self.config_key,
+            "config_value": self.config_value,
             "environment": self.environment,
             "service_name": self.service_name,
-            "config_value": self.config_value,
             "description": self.description,
             "version": self.version,
+            "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
+            "created_by": self.created_by,
             "updated_by": self.updated_by,
         }
 
@@ -155,7 +157,9 @@ class FeatureFlag(Base):
             "is_enabled": self.is_enabled,
             "rollout_percentage": self.rollout_percentage,
             "version": self.version,
+            "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
+            "created_by": self.created_by,
             "updated_by": self.updated_by,
         }
 
@@ -194,3 +198,23 @@ class HistoryEntry(Base):
     new_state: Mapped[Any] = mapped_column(JSON(none_as_null=True), nullable=True)
     actor: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
     changed_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class OutboxEntry(Base):
+    """A committed change waiting to be applied to the Redis read model (transactional outbox).
+
+    Written in the same transaction as the change itself, so a change is never committed without
+    it; removed once the change is in Redis. Any instance's relay may apply it, any number of
+    times: the apply is a compare-and-set by version.
+    """
+
+    __tablename__ = "change_outbox"
+    __table_args__ = (
+        Index(None, "created_at"),
+        {"mysql_charset": "utf8mb4", "mariadb_charset": "utf8mb4"},
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    environment: Mapped[str] = mapped_column(String(ENVIRONMENT_LENGTH))
+    event: Mapped[Any] = mapped_column(Json)  # aurora_client.events.ChangeEvent.to_dict()
+    created_at: Mapped[datetime] = mapped_column(Timestamp)

@@ -5,10 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from sqlalchemy import func, select
+from datetime import datetime
+
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from database.models import Configuration, FeatureFlag, HistoryEntry, scope_of, utcnow
+from aurora_client.events import ChangeEvent
+from database.models import (
+    Configuration,
+    FeatureFlag,
+    HistoryEntry,
+    OutboxEntry,
+    scope_of,
+    utcnow,
+)
 
 ItemKind = Literal["config", "flag"]
 Action = Literal["create", "update", "delete"]
@@ -69,6 +79,11 @@ class ConfigRepository:
             select(Configuration).where(
                 Configuration.environment == env, Configuration.service_scope.in_(scopes)
             )
+        ).all()
+
+    def in_environment(self, env: str) -> Sequence[Configuration]:
+        return self._session.scalars(
+            select(Configuration).where(Configuration.environment == env)
         ).all()
 
     def add(self, config: Configuration) -> None:
@@ -185,3 +200,35 @@ class HistoryRepository:
             )
         )
         return last or 0
+
+
+class OutboxRepository:
+    """Changes committed but not yet applied to the read model."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self.added: list[OutboxEntry] = []
+
+    def add(self, event: ChangeEvent) -> None:
+        entry = OutboxEntry(
+            environment=event.environment, event=event.to_dict(), created_at=utcnow()
+        )
+        self._session.add(entry)
+        self.added.append(entry)
+
+    def pending(self, limit: int) -> Sequence[OutboxEntry]:
+        """Oldest first (by time, then id: TiDB ids are unique but not ordered)."""
+        return self._session.scalars(
+            select(OutboxEntry).order_by(OutboxEntry.created_at, OutboxEntry.id).limit(limit)
+        ).all()
+
+    def remove(self, ids: Sequence[int]) -> None:
+        if ids:
+            self._session.execute(delete(OutboxEntry).where(OutboxEntry.id.in_(ids)))
+
+    def backlog(self) -> tuple[int, datetime | None]:
+        """How many changes wait, and since when the oldest has."""
+        count, oldest = self._session.execute(
+            select(func.count(), func.min(OutboxEntry.created_at))
+        ).one()
+        return int(count or 0), oldest

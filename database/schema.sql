@@ -6,7 +6,7 @@
 -- ordered by version and time, never by id.
 -- `python -m service migrate` is the alternative: it applies the Alembic migrations and records
 -- the revision, so later migrations apply on top. A database created from this file can be
--- adopted by Alembic with `alembic stamp 0001`.
+-- adopted by Alembic by stamping the latest revision (0002).
 
 -- Configurations. service_name NULL is the environment's global value; service_scope holds ''
 -- for it, because unique indexes treat NULLs as distinct: two globals with one key must clash.
@@ -71,3 +71,15 @@ CREATE INDEX ix_config_history_item_kind_item_id_version
     ON config_history (item_kind, item_id, version);
 CREATE INDEX ix_config_history_scope_key_version
     ON config_history (item_kind, environment, service_scope, item_key, version);
+
+-- Transactional outbox (migration 0002): a committed change waiting to be applied to the Redis
+-- read model. Written in the change's own transaction, deleted once applied.
+CREATE TABLE IF NOT EXISTS change_outbox (
+    id BIGINT NOT NULL AUTO_INCREMENT,
+    environment VARCHAR(64) NOT NULL,
+    event JSON NOT NULL,
+    created_at DATETIME(6) NOT NULL,
+    CONSTRAINT pk_change_outbox PRIMARY KEY (id)
+) DEFAULT CHARSET = utf8mb4;
+
+CREATE INDEX ix_change_outbox_created_at ON change_outbox (created_at);

@@ -7,13 +7,24 @@ from typing import Protocol, Self
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from database.repositories import ConfigRepository, FlagRepository, HistoryRepository
+from aurora_client.events import ChangeEvent
+from database.repositories import (
+    ConfigRepository,
+    FlagRepository,
+    HistoryRepository,
+    OutboxRepository,
+)
+
+#: A committed change and the id of its outbox row.
+Published = tuple[int, ChangeEvent]
 
 
 class UnitOfWork(Protocol):
     configs: ConfigRepository
     flags: FlagRepository
     history: HistoryRepository
+    outbox: OutboxRepository
+    published: list[Published]  # filled by commit(): the changes it made durable
 
     def __enter__(self) -> Self: ...
 
@@ -32,6 +43,7 @@ class SqlUnitOfWork:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        self.published = []
 
     def __enter__(self) -> Self:
         # expire_on_commit=False on the factory: objects stay readable after commit, for responses.
@@ -39,6 +51,8 @@ class SqlUnitOfWork:
         self.configs = ConfigRepository(self._session)
         self.flags = FlagRepository(self._session)
         self.history = HistoryRepository(self._session)
+        self.outbox = OutboxRepository(self._session)
+        self.published = []
         return self
 
     def __exit__(
@@ -53,3 +67,6 @@ class SqlUnitOfWork:
 
     def commit(self) -> None:
         self._session.commit()
+        self.published = [
+            (entry.id, ChangeEvent.from_dict(entry.event)) for entry in self.outbox.added
+        ]

@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from aurora_client.state import JsonValue
-from fastapi import Depends, Header, Path, Query, Request
+from fastapi import Depends, Header, Path, Query, Request, Response
 
 from service.errors import InvalidInput
 from service.etag import IfMatch
 from service.schemas import check_key, check_service, check_value
+from service.propagation import Propagator, Written
+from service.reads import Reads
 from service.settings import Settings
 from service.store import Store
 
@@ -55,7 +57,27 @@ def get_rules(request: Request) -> Rules:
     return rules
 
 
+def get_reads(request: Request) -> Reads:
+    reads: Reads = request.app.state.reads
+    return reads
+
+
+def get_writes(request: Request) -> Propagator:
+    writes: Propagator = request.app.state.propagator
+    return writes
+
+
+PROPAGATION_HEADER = "X-Aurora-Propagation"
+
+
+def mark_propagation(response: Response, written: Written[object]) -> None:
+    """Tell the writer whether every instance can already see the change, or it is pending."""
+    response.headers[PROPAGATION_HEADER] = "complete" if written.propagated else "pending"
+
+
 StoreDep = Annotated[Store, Depends(get_store)]
+ReadsDep = Annotated[Reads, Depends(get_reads)]
+WritesDep = Annotated[Propagator, Depends(get_writes)]
 RulesDep = Annotated[Rules, Depends(get_rules)]
 
 

@@ -58,3 +58,24 @@ class PayloadTooLarge(AuroraError):
 
 class Unavailable(AuroraError):
     status, title, slug = 503, "Service unavailable", "unavailable"
+
+
+def _scope_text(env: str, service: str | None) -> str:
+    return f"environment {env!r}, " + (f"service {service!r}" if service else "global scope")
+
+
+def config_missing(env: str, service: str | None, key: str) -> NotFound:
+    return NotFound(f"configuration {key!r} does not exist in {_scope_text(env, service)}")
+
+
+def config_taken(env: str, service: str | None, key: str) -> AlreadyExists:
+    return AlreadyExists(f"configuration {key!r} already exists in {_scope_text(env, service)}")
+
+
+def value_missing(env: str, service: str | None, key: str) -> NotFound:
+    where = f"service {service!r} or the global scope" if service else "the global scope"
+    return NotFound(f"configuration {key!r} is not set in environment {env!r} for {where}")
+
+
+def flag_missing(env: str, key: str) -> NotFound:
+    return NotFound(f"feature flag {key!r} does not exist in environment {env!r}")

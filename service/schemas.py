@@ -135,7 +135,10 @@ class ConfigOut(BaseModel):
     updated_by: str
 
     @classmethod
-    def of(cls, config: Configuration) -> ConfigOut:
+    def of(cls, config: Configuration | dict[str, Any]) -> ConfigOut:
+        """From a row, or from the item as the read model holds it."""
+        if isinstance(config, dict):
+            return cls.model_validate(config)
         return cls.model_validate(config, from_attributes=True)
 
 
@@ -233,7 +236,9 @@ class FlagOut(BaseModel):
     updated_by: str
 
     @classmethod
-    def of(cls, flag: FeatureFlag) -> FlagOut:
+    def of(cls, flag: FeatureFlag | dict[str, Any]) -> FlagOut:
+        if isinstance(flag, dict):
+            return cls.model_validate(flag)
         return cls.model_validate(flag, from_attributes=True)
 
 

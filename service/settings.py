@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_ENVIRONMENTS = ("development", "staging", "production")
+_ENVIRONMENT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class Settings(BaseSettings):
@@ -42,6 +44,18 @@ class Settings(BaseSettings):
     write_retries: int = Field(default=5, ge=1, le=20)
     log_level: str = "INFO"
 
+    # Read model (issue #4). Without REDIS_URL an in-process Redis (fakeredis) stands in:
+    # the same code, single process only.
+    redis_prefix: str = Field(default="aurora:", pattern=r"^[A-Za-z0-9:._-]{1,64}$")
+    feed_length: int = Field(default=10_000, ge=100)
+    propagation_wait_seconds: float = Field(default=0.5, ge=0)
+    relay_interval_seconds: float = Field(default=0.5, gt=0)
+    replica_wait_seconds: float = Field(default=5.0, ge=0)
+    sse_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    sse_retry_ms: int = Field(default=1000, ge=100)
+    sse_queue_size: int = Field(default=1000, ge=10)
+    sse_send_timeout_seconds: float = Field(default=10.0, gt=0)
+
     @field_validator("environments", mode="before")
     @classmethod
     def _split_environments(cls, value: object) -> object:
@@ -51,6 +65,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_environments(self) -> Settings:
+        bad = [e for e in self.environments if not _ENVIRONMENT.fullmatch(e)]
+        if bad:
+            raise ValueError(f"environment names are 1-64 of A-Z a-z 0-9 _ -, not {bad}")
         if not self.environments:
             raise ValueError("AURORA_ENVIRONMENTS must name at least one environment")
         if self.default_environment not in self.environments:

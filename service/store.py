@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from database.engine import is_retryable, is_unavailable, make_sessions, ping
-from database.uow import SqlUnitOfWork, UnitOfWork
+from database.uow import Published, SqlUnitOfWork, UnitOfWork
 from service.errors import AuroraError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -51,12 +51,26 @@ class Store:
         **kwargs: P.kwargs,
     ) -> T:
         """Run `use_case(uow, *args, **kwargs)` in a worker thread with retries."""
+        result, _published = await self.run_and_publish(use_case, *args, **kwargs)
+        return result
+
+    async def run_and_publish(
+        self,
+        use_case: Callable[Concatenate[UnitOfWork, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> tuple[T, list[Published]]:
+        """Like `run`, and also return the changes the use case committed (its outbox rows)."""
         name = getattr(use_case, "__qualname__", "use case")
+
+        def attempt_once() -> tuple[T, list[Published]]:
+            uow = self.unit_of_work()
+            result = use_case(uow, *args, **kwargs)
+            return result, uow.published
+
         for attempt in range(1, self._retries + 1):
             try:
-                return await anyio.to_thread.run_sync(
-                    lambda: use_case(self.unit_of_work(), *args, **kwargs), limiter=self._limiter
-                )
+                return await anyio.to_thread.run_sync(attempt_once, limiter=self._limiter)
             except AuroraError:
                 raise
             except Exception as exc:

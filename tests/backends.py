@@ -63,3 +63,39 @@ def throwaway_mariadb(label: str = "run") -> Iterator[str]:
         with admin.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
         admin.close()
+
+
+REDIS_HOST = os.environ.get("AURORA_TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("AURORA_TEST_REDIS_PORT", "6379"))
+# A DB index of our own on the shared server; keys also carry a per-test prefix. Never FLUSH*.
+REDIS_DB = int(os.environ.get("AURORA_TEST_REDIS_DB", "11"))
+
+
+def redis_url(host: str = REDIS_HOST, port: int = REDIS_PORT) -> str:
+    return f"redis://{host}:{port}/{REDIS_DB}"
+
+
+def check_redis() -> None:
+    import redis  # noqa: PLC0415
+
+    try:
+        redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        unavailable(f"Redis at {REDIS_HOST}:{REDIS_PORT}", exc)
+
+
+def delete_prefix(prefix: str) -> None:
+    """Remove every key of one test (SCAN + DEL of its prefix, never FLUSHDB)."""
+    import redis  # noqa: PLC0415
+
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB, socket_connect_timeout=2)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+    finally:
+        client.close()
+
+
+def new_prefix() -> str:
+    return f"aurora-test-{uuid.uuid4().hex[:12]}:"

@@ -14,7 +14,7 @@ from database.migrations import upgrade_to_head
 from database.models import Base
 from service.app import create_app
 from service.settings import Settings
-from tests.backends import throwaway_mariadb
+from tests.backends import check_redis, delete_prefix, new_prefix, redis_url, throwaway_mariadb
 
 
 @pytest.fixture(scope="session")
@@ -63,8 +63,22 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
-    return make_settings(database_url)
+def redis_prefix() -> Iterator[str]:
+    """The real local Redis, on the suite's DB index, under a key prefix of this test's own."""
+    check_redis()
+    prefix = new_prefix()
+    yield prefix
+    delete_prefix(prefix)
+
+
+@pytest.fixture
+def settings(request: pytest.FixtureRequest, database_url: str) -> Settings:
+    """SQLite runs as `make run` does (embedded Redis); MariaDB runs as production does, with
+    the real Redis under a prefix of the test's own."""
+    if database_url.startswith("sqlite"):
+        return make_settings(database_url)
+    prefix = request.getfixturevalue("redis_prefix")
+    return make_settings(database_url, redis_url=redis_url(), redis_prefix=prefix)
 
 
 @pytest.fixture

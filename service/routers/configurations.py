@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from aurora_client.state import JsonValue
 from fastapi import APIRouter, Path, Query, Response, status
 
+from aurora_client.state import JsonValue
 from service.deps import (
+    PROPAGATION_HEADER,
     ActorDep,
     EnvFilter,
     EnvQuery,
     IfMatchDep,
     KeyPath,
+    ReadsDep,
     RulesDep,
     ServiceQuery,
     StoreDep,
+    WritesDep,
+    mark_propagation,
 )
 from service.etag import format_etag
+from service.propagation import Written
 from service.schemas import (
     ConfigCreate,
     ConfigOut,
@@ -34,18 +39,26 @@ router = APIRouter(prefix="/configurations", tags=["configurations"])
 Id = Annotated[int, Path(ge=1, le=2**63 - 1, description="configuration id")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0)]
+WRITTEN = {
+    "headers": {PROPAGATION_HEADER: {"description": "complete, or pending (in the outbox)"}}
+}
 
 
-def _tagged(response: Response, config: ConfigOut) -> ConfigOut:
-    response.headers["ETag"] = format_etag(config.version)
-    return config
+def _shown(response: Response, item: Any, written: Written[Any] | None = None) -> ConfigOut:
+    out = ConfigOut.of(item)
+    response.headers["ETag"] = format_etag(out.version)
+    if written is not None:
+        mark_propagation(response, written)
+    return out
 
 
-@router.post("/", status_code=status.HTTP_201_CREATED, response_model=ConfigOut)
+@router.post(
+    "/", status_code=status.HTTP_201_CREATED, response_model=ConfigOut, responses={201: WRITTEN}
+)
 async def create_configuration(
-    body: ConfigCreate, store: StoreDep, rules: RulesDep, actor: ActorDep, response: Response
+    body: ConfigCreate, writes: WritesDep, rules: RulesDep, actor: ActorDep, response: Response
 ) -> ConfigOut:
-    config = await store.run(
+    written = await writes.write(
         configs.create,
         env=rules.environment(body.environment),
         service=body.service_name,
@@ -54,7 +67,7 @@ async def create_configuration(
         description=body.description,
         actor=actor,
     )
-    return _tagged(response, ConfigOut.of(config))
+    return _shown(response, written.value, written)
 
 
 @router.get("/", response_model=PageOut[ConfigOut])
@@ -67,12 +80,7 @@ async def list_configurations(
     offset: Offset = 0,
 ) -> PageOut[ConfigOut]:
     page = await store.run(
-        configs.list_page,
-        env=env,
-        service=service,
-        key_prefix=key_prefix,
-        limit=limit,
-        offset=offset,
+        configs.list_page, env=env, service=service, key_prefix=key_prefix, limit=limit, offset=offset
     )
     return PageOut(
         items=[ConfigOut.of(c) for c in page.items], total=page.total, limit=limit, offset=offset
@@ -80,26 +88,24 @@ async def list_configurations(
 
 
 @router.get("/bulk", response_model=dict[str, JsonValue])
-async def bulk_values(
-    store: StoreDep, env: EnvQuery, service: ServiceQuery
-) -> dict[str, JsonValue]:
+async def bulk_values(reads: ReadsDep, env: EnvQuery, service: ServiceQuery) -> dict[str, JsonValue]:
     """Every key visible to the service as a flat object; its own values override globals."""
-    return await store.run(configs.bulk, env, service)
+    return await reads.bulk_configs(env, service)
 
 
 @router.get("/key/{key:path}", response_model=ConfigOut)
 async def get_by_key(
-    key: KeyPath, store: StoreDep, env: EnvQuery, service: ServiceQuery, response: Response
+    key: KeyPath, reads: ReadsDep, env: EnvQuery, service: ServiceQuery, response: Response
 ) -> ConfigOut:
     """The configuration stored in exactly this scope (no fallback to the global)."""
-    return _tagged(response, ConfigOut.of(await store.run(configs.get_by_scope, env, service, key)))
+    return _shown(response, await reads.config(env, service, key))
 
 
-@router.put("/key/{key:path}", response_model=ConfigOut)
+@router.put("/key/{key:path}", response_model=ConfigOut, responses={200: WRITTEN, 201: WRITTEN})
 async def set_value(
     key: KeyPath,
     body: ConfigValueSet,
-    store: StoreDep,
+    writes: WritesDep,
     rules: RulesDep,
     env: EnvQuery,
     service: ServiceQuery,
@@ -108,7 +114,7 @@ async def set_value(
     response: Response,
 ) -> ConfigOut:
     """Set this scope's value, creating it if needed (201) or updating it (200)."""
-    result = await store.run(
+    written = await writes.write(
         configs.set_value,
         env=env,
         service=service,
@@ -118,17 +124,17 @@ async def set_value(
         if_match=if_match,
         actor=actor,
     )
-    if result.created:
+    if written.value.created:
         response.status_code = status.HTTP_201_CREATED
-    return _tagged(response, ConfigOut.of(result.config))
+    return _shown(response, written.value.config, written)
 
 
 @router.get("/value/{key:path}", response_model=ValueOut)
 async def get_value(
-    key: KeyPath, store: StoreDep, env: EnvQuery, service: ServiceQuery, response: Response
+    key: KeyPath, reads: ReadsDep, env: EnvQuery, service: ServiceQuery, response: Response
 ) -> ValueOut:
     """The value the service sees: its own if set, else the environment's global."""
-    resolved = await store.run(configs.resolve, env, service, key)
+    resolved = await reads.resolve(env, service, key)
     response.headers["ETag"] = format_etag(resolved.config.version)
     return ValueOut(
         key=key,
@@ -142,14 +148,14 @@ async def get_value(
 
 @router.get("/{config_id}", response_model=ConfigOut)
 async def get_configuration(config_id: Id, store: StoreDep, response: Response) -> ConfigOut:
-    return _tagged(response, ConfigOut.of(await store.run(configs.get, config_id)))
+    return _shown(response, await store.run(configs.get, config_id))
 
 
-@router.put("/{config_id}", response_model=ConfigOut)
+@router.put("/{config_id}", response_model=ConfigOut, responses={200: WRITTEN})
 async def update_configuration(
     config_id: Id,
     body: ConfigUpdate,
-    store: StoreDep,
+    writes: WritesDep,
     rules: RulesDep,
     actor: ActorDep,
     if_match: IfMatchDep,
@@ -158,15 +164,16 @@ async def update_configuration(
     changes = body.changes()
     if "config_value" in changes:
         rules.value(changes["config_value"])
-    config = await store.run(configs.update, config_id, changes, if_match=if_match, actor=actor)
-    return _tagged(response, ConfigOut.of(config))
+    written = await writes.write(configs.update, config_id, changes, if_match=if_match, actor=actor)
+    return _shown(response, written.value, written)
 
 
-@router.delete("/{config_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{config_id}", status_code=status.HTTP_204_NO_CONTENT, responses={204: WRITTEN})
 async def delete_configuration(
-    config_id: Id, store: StoreDep, actor: ActorDep, if_match: IfMatchDep
+    config_id: Id, writes: WritesDep, actor: ActorDep, if_match: IfMatchDep, response: Response
 ) -> None:
-    await store.run(configs.delete, config_id, if_match=if_match, actor=actor)
+    written = await writes.write(configs.delete, config_id, if_match=if_match, actor=actor)
+    mark_propagation(response, written)
 
 
 @router.get("/{config_id}/history", response_model=list[HistoryOut])

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from service.deps import ActorDep, EnvFilter, EnvQuery, IfMatchDep, KeyPath, RulesDep, StoreDep
+from service.deps import (
+    PROPAGATION_HEADER,
+    ActorDep,
+    EnvFilter,
+    EnvQuery,
+    IfMatchDep,
+    KeyPath,
+    ReadsDep,
+    RulesDep,
+    StoreDep,
+    WritesDep,
+    mark_propagation,
+)
 from service.etag import format_etag
+from service.propagation import Written
 from service.schemas import (
     CheckOut,
     EvaluationOut,
@@ -29,18 +42,26 @@ UserId = Annotated[
 ]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0)]
+WRITTEN = {
+    "headers": {PROPAGATION_HEADER: {"description": "complete, or pending (in the outbox)"}}
+}
 
 
-def _tagged(response: Response, flag: FlagOut) -> FlagOut:
-    response.headers["ETag"] = format_etag(flag.version)
-    return flag
+def _shown(response: Response, item: Any, written: Written[Any] | None = None) -> FlagOut:
+    out = FlagOut.of(item)
+    response.headers["ETag"] = format_etag(out.version)
+    if written is not None:
+        mark_propagation(response, written)
+    return out
 
 
-@router.post("/", status_code=status.HTTP_201_CREATED, response_model=FlagOut)
+@router.post(
+    "/", status_code=status.HTTP_201_CREATED, response_model=FlagOut, responses={201: WRITTEN}
+)
 async def create_flag(
-    body: FlagCreate, store: StoreDep, rules: RulesDep, actor: ActorDep, response: Response
+    body: FlagCreate, writes: WritesDep, rules: RulesDep, actor: ActorDep, response: Response
 ) -> FlagOut:
-    flag = await store.run(
+    written = await writes.write(
         flags.create,
         env=rules.environment(body.environment),
         key=body.flag_key,
@@ -50,7 +71,7 @@ async def create_flag(
         rollout_percentage=body.rollout_percentage,
         actor=actor,
     )
-    return _tagged(response, FlagOut.of(flag))
+    return _shown(response, written.value, written)
 
 
 @router.get("/", response_model=PageOut[FlagOut])
@@ -61,32 +82,28 @@ async def list_flags(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> PageOut[FlagOut]:
-    page = await store.run(
-        flags.list_page, env=env, key_prefix=key_prefix, limit=limit, offset=offset
-    )
+    page = await store.run(flags.list_page, env=env, key_prefix=key_prefix, limit=limit, offset=offset)
     return PageOut(
         items=[FlagOut.of(f) for f in page.items], total=page.total, limit=limit, offset=offset
     )
 
 
 @router.get("/bulk", response_model=dict[str, bool])
-async def bulk_flags(store: StoreDep, env: EnvQuery, user_id: UserId = None) -> dict[str, bool]:
+async def bulk_flags(reads: ReadsDep, env: EnvQuery, user_id: UserId = None) -> dict[str, bool]:
     """Every flag of the environment, evaluated for the user when one is given."""
-    return await store.run(flags.bulk, env, user_id)
+    return await reads.bulk_flags(env, user_id)
 
 
 @router.get("/key/{key:path}", response_model=FlagOut)
-async def get_flag_by_key(
-    key: KeyPath, store: StoreDep, env: EnvQuery, response: Response
-) -> FlagOut:
-    return _tagged(response, FlagOut.of(await store.run(flags.get_by_key, env, key)))
+async def get_flag_by_key(key: KeyPath, reads: ReadsDep, env: EnvQuery, response: Response) -> FlagOut:
+    return _shown(response, await reads.flag(env, key))
 
 
 @router.get("/evaluate/{key:path}", response_model=EvaluationOut)
 async def evaluate_flag(
-    key: KeyPath, store: StoreDep, env: EnvQuery, user_id: UserId = None
+    key: KeyPath, reads: ReadsDep, env: EnvQuery, user_id: UserId = None
 ) -> EvaluationOut:
-    found = await store.run(flags.evaluate_for, env, key, user_id)
+    found = await reads.evaluate(env, key, user_id)
     return EvaluationOut(
         flag_key=key,
         environment=env,
@@ -100,17 +117,14 @@ async def evaluate_flag(
 
 
 @router.get("/check/{key:path}", response_model=CheckOut)
-async def check_flag(
-    key: KeyPath, store: StoreDep, env: EnvQuery, user_id: UserId = None
-) -> CheckOut:
-    found = await store.run(flags.evaluate_for, env, key, user_id)
-    return CheckOut(enabled=found.result.enabled)
+async def check_flag(key: KeyPath, reads: ReadsDep, env: EnvQuery, user_id: UserId = None) -> CheckOut:
+    return CheckOut(enabled=(await reads.evaluate(env, key, user_id)).result.enabled)
 
 
-@router.put("/toggle/{key:path}", response_model=FlagOut)
+@router.put("/toggle/{key:path}", response_model=FlagOut, responses={200: WRITTEN})
 async def toggle_flag(
     key: KeyPath,
-    store: StoreDep,
+    writes: WritesDep,
     env: EnvQuery,
     actor: ActorDep,
     if_match: IfMatchDep,
@@ -119,45 +133,54 @@ async def toggle_flag(
         bool | None, Query(description="Set to this state instead of flipping (idempotent)")
     ] = None,
 ) -> FlagOut:
-    flag = await store.run(flags.toggle, env, key, enabled=enabled, if_match=if_match, actor=actor)
-    return _tagged(response, FlagOut.of(flag))
+    written = await writes.write(
+        flags.toggle, env, key, enabled=enabled, if_match=if_match, actor=actor
+    )
+    return _shown(response, written.value, written)
 
 
-@router.put("/rollout/{key:path}", response_model=FlagOut)
+@router.put("/rollout/{key:path}", response_model=FlagOut, responses={200: WRITTEN})
 async def set_rollout(
     key: KeyPath,
     percentage: Annotated[Percentage, Query(description="0..100")],
-    store: StoreDep,
+    writes: WritesDep,
     env: EnvQuery,
     actor: ActorDep,
     if_match: IfMatchDep,
     response: Response,
 ) -> FlagOut:
-    flag = await store.run(flags.set_rollout, env, key, percentage, if_match=if_match, actor=actor)
-    return _tagged(response, FlagOut.of(flag))
+    written = await writes.write(
+        flags.set_rollout, env, key, percentage, if_match=if_match, actor=actor
+    )
+    return _shown(response, written.value, written)
 
 
 @router.get("/{flag_id}", response_model=FlagOut)
 async def get_flag(flag_id: Id, store: StoreDep, response: Response) -> FlagOut:
-    return _tagged(response, FlagOut.of(await store.run(flags.get, flag_id)))
+    return _shown(response, await store.run(flags.get, flag_id))
 
 
-@router.put("/{flag_id}", response_model=FlagOut)
+@router.put("/{flag_id}", response_model=FlagOut, responses={200: WRITTEN})
 async def update_flag(
     flag_id: Id,
     body: FlagUpdate,
-    store: StoreDep,
+    writes: WritesDep,
     actor: ActorDep,
     if_match: IfMatchDep,
     response: Response,
 ) -> FlagOut:
-    flag = await store.run(flags.update, flag_id, body.changes(), if_match=if_match, actor=actor)
-    return _tagged(response, FlagOut.of(flag))
+    written = await writes.write(
+        flags.update, flag_id, body.changes(), if_match=if_match, actor=actor
+    )
+    return _shown(response, written.value, written)
 
 
-@router.delete("/{flag_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_flag(flag_id: Id, store: StoreDep, actor: ActorDep, if_match: IfMatchDep) -> None:
-    await store.run(flags.delete, flag_id, if_match=if_match, actor=actor)
+@router.delete("/{flag_id}", status_code=status.HTTP_204_NO_CONTENT, responses={204: WRITTEN})
+async def delete_flag(
+    flag_id: Id, writes: WritesDep, actor: ActorDep, if_match: IfMatchDep, response: Response
+) -> None:
+    written = await writes.write(flags.delete, flag_id, if_match=if_match, actor=actor)
+    mark_propagation(response, written)
 
 
 @router.get("/{flag_id}/history", response_model=list[HistoryOut])

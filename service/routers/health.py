@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from redis.exceptions import RedisError
 
 from service.deps import StoreDep
 from service.errors import Unavailable
+from service.usecases import outbox
 from service.usecases import status as status_usecase
 
 router = APIRouter(tags=["operations"])
+
+REDIS_PING_SECONDS = 1.0
 
 
 class Health(BaseModel):
@@ -21,17 +26,31 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "unavailable"]
+    status: Literal["ready", "degraded", "unavailable"]
     database: str
+    redis: str
 
 
 class Status(BaseModel):
     service: str
     version: str
+    instance: str
     uptime_seconds: float
     environments: list[str]
     backends: dict[str, str]
     counts: dict[str, int]
+    read_model: dict[str, Any]
+    outbox: dict[str, Any]
+    stream: dict[str, Any]
+
+
+async def _redis_health(request: Request) -> str:
+    try:
+        async with asyncio.timeout(REDIS_PING_SECONDS):
+            await request.app.state.redis.ping()
+    except (RedisError, OSError, TimeoutError) as exc:
+        return f"unavailable: {type(exc).__name__}"
+    return "ok"
 
 
 @router.get("/health", response_model=Health)
@@ -44,34 +63,58 @@ async def live() -> Health:
 @router.get(
     "/health/ready",
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "A dependency does not answer"}},
+    responses={503: {"model": Readiness, "description": "The database does not answer"}},
 )
-async def ready(store: StoreDep) -> JSONResponse:
-    """200 only when the database answers; 503 with the reason otherwise."""
+async def ready(request: Request, store: StoreDep) -> JSONResponse:
+    """200 when the database answers (`degraded` if Redis does not: reads then come from the
+    database); 503 with the reason when the database does not."""
+    redis = await _redis_health(request)
     try:
         await store.ping()
     except Exception as exc:  # any failure to answer is "not ready", with its reason shown
         reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
-        body = Readiness(status="unavailable", database=f"unavailable: {reason}")
+        body = Readiness(status="unavailable", database=f"unavailable: {reason}", redis=redis)
         return JSONResponse(body.model_dump(), status_code=503)
-    return JSONResponse(Readiness(status="ready", database="ok").model_dump())
+    status = "ready" if redis == "ok" else "degraded"
+    return JSONResponse(Readiness(status=status, database="ok", redis=redis).model_dump())
 
 
 @router.get("/status", response_model=Status)
 async def service_status(request: Request, store: StoreDep) -> Status:
-    settings = request.app.state.settings
+    state = request.app.state
+    settings = state.settings
     try:
         counts = await store.run(status_usecase.counts)
+        pending, oldest = await store.run(outbox.backlog)
+        backlog: dict[str, Any] = {"pending": pending, "oldest": oldest}
     except Unavailable:
-        counts = {}
+        counts, backlog = {}, {"pending": None, "error": "database unavailable"}
+    replica = state.replica.status()
+    for environment, copy in replica.items():
+        try:
+            head = await state.read_model.revision(environment)
+            copy["redis_revision"], copy["lag"] = head, head - copy["revision"]
+        except (RedisError, OSError):
+            copy["redis_revision"], copy["lag"] = None, None
     return Status(
         service="aurora-config-service",
         version=request.app.version,
-        uptime_seconds=round(time.monotonic() - request.app.state.started, 3),
+        instance=state.instance,
+        uptime_seconds=round(time.monotonic() - state.started, 3),
         environments=list(settings.environments),
         backends={
             "database": settings.database_backend,
-            "cache": "none (read model arrives with issue #4)",
+            "redis": "embedded (single process)" if settings.redis_url is None else "server",
         },
         counts=counts,
+        read_model={
+            "feed_connected": state.feed.connected.is_set(),
+            "replica": replica,
+            "resyncs": state.feed.resyncs,
+            "rebuilds": state.propagator.rebuilds,
+            "redis_breaker": state.reads.breaker.state,
+            "served": dict(state.reads.served),
+        },
+        outbox=backlog,
+        stream={"subscribers": state.broadcaster.counts(), "dropped": state.broadcaster.dropped},
     )

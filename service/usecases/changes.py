@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aurora_client.events import ChangeEvent
 from database.models import Configuration, FeatureFlag, utcnow
 from database.repositories import Action, ItemKind
 from database.uow import UnitOfWork
@@ -32,6 +33,8 @@ def record(
     old: dict[str, Any] | None,
     actor: str,
 ) -> None:
+    """Audit the change and queue it for the read model, in the change's own transaction."""
+    new = None if action == "delete" else item.snapshot()
     uow.history.record(
         kind_of(item),
         action,
@@ -41,8 +44,19 @@ def record(
         service=service_of(item),
         version=item.version,
         old=old,
-        new=None if action == "delete" else item.snapshot(),
+        new=new,
         actor=actor,
+    )
+    uow.outbox.add(
+        ChangeEvent(
+            kind=kind_of(item),
+            op="delete" if action == "delete" else "upsert",
+            key=key_of(item),
+            environment=item.environment,
+            service_name=service_of(item),
+            version=item.version,
+            state=new,
+        )
     )
 
 

@@ -12,13 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from database.engine import ConcurrentWrite
 from database.models import Configuration, HistoryEntry, scope_of
 from database.uow import UnitOfWork
-from service.errors import AlreadyExists, NotFound
+from service.errors import NotFound, config_missing, config_taken, value_missing
 from service.etag import IfMatch, check_if_match
 from service.usecases.changes import apply_delete, apply_update, record, stamp_new
-
-
-def _scope_text(env: str, service: str | None) -> str:
-    return f"environment {env!r}, " + (f"service {service!r}" if service else "global scope")
 
 
 def _get(uow: UnitOfWork, config_id: int) -> Configuration:
@@ -40,9 +36,7 @@ def create(
 ) -> Configuration:
     with uow:
         if uow.configs.get_by_scope(env, service, key) is not None:
-            raise AlreadyExists(
-                f"configuration {key!r} already exists in {_scope_text(env, service)}"
-            )
+            raise config_taken(env, service, key)
         config = Configuration(
             config_key=key,
             environment=env,
@@ -57,9 +51,7 @@ def create(
             record(uow, config, "create", old=None, actor=actor)
             uow.commit()
         except IntegrityError as exc:  # a concurrent create of the same scope won
-            raise AlreadyExists(
-                f"configuration {key!r} already exists in {_scope_text(env, service)}"
-            ) from exc
+            raise config_taken(env, service, key) from exc
         return config
 
 
@@ -72,7 +64,7 @@ def get_by_scope(uow: UnitOfWork, env: str, service: str | None, key: str) -> Co
     with uow:
         config = uow.configs.get_by_scope(env, service, key)
         if config is None:
-            raise NotFound(f"configuration {key!r} does not exist in {_scope_text(env, service)}")
+            raise config_missing(env, service, key)
         return config
 
 
@@ -83,8 +75,7 @@ def resolve(uow: UnitOfWork, env: str, service: str | None, key: str) -> Resolve
             lambda scope: _state_or_none(uow.configs.get_by_scope(env, scope, key)), service
         )
         if resolved is None:
-            where = f"service {service!r} or the global scope" if service else "the global scope"
-            raise NotFound(f"configuration {key!r} is not set in environment {env!r} for {where}")
+            raise value_missing(env, service, key)
         return resolved
 
 

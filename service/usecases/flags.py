@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aurora_client.evaluation import Evaluation, evaluate
+from aurora_client.evaluation import evaluate
 from sqlalchemy.exc import IntegrityError
 
 from database.models import FeatureFlag, HistoryEntry
 from database.uow import UnitOfWork
-from service.errors import AlreadyExists, NotFound
+from service.errors import AlreadyExists, NotFound, flag_missing
 from service.etag import IfMatch
 from service.usecases.changes import apply_delete, apply_update, record, stamp_new
 
@@ -26,7 +26,7 @@ def _get(uow: UnitOfWork, flag_id: int) -> FeatureFlag:
 def _get_by_key(uow: UnitOfWork, env: str, key: str) -> FeatureFlag:
     flag = uow.flags.get_by_key(env, key)
     if flag is None:
-        raise NotFound(f"feature flag {key!r} does not exist in environment {env!r}")
+        raise flag_missing(env, key)
     return flag
 
 
@@ -85,18 +85,6 @@ def list_page(
     with uow:
         items, total = uow.flags.list(env, key_prefix, limit=limit, offset=offset)
         return Page(items, total)
-
-
-@dataclass(frozen=True, slots=True)
-class FlagEvaluation:
-    flag: FeatureFlag
-    result: Evaluation
-
-
-def evaluate_for(uow: UnitOfWork, env: str, key: str, user_id: str | None) -> FlagEvaluation:
-    with uow:
-        flag = _get_by_key(uow, env, key)
-        return FlagEvaluation(flag, evaluate(flag.to_state(), user_id))
 
 
 def bulk(uow: UnitOfWork, env: str, user_id: str | None) -> dict[str, bool]:

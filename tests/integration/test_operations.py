@@ -19,7 +19,7 @@ def test_liveness_and_readiness(client: TestClient) -> None:
     assert client.get("/health/live").json() == {"status": "ok"}
     ready = client.get("/health/ready")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "database": "ok"}
+    assert ready.json() == {"status": "ready", "database": "ok", "redis": "ok"}
 
 
 def test_status_reports_counts_and_backends(client: TestClient, database_url: str) -> None:
@@ -29,6 +29,12 @@ def test_status_reports_counts_and_backends(client: TestClient, database_url: st
     assert status["counts"] == {"configurations": 1, "feature_flags": 1}
     backend = database_url.split("+", maxsplit=1)[0].split(":", maxsplit=1)[0]
     assert status["backends"]["database"] == backend
+    assert status["read_model"]["feed_connected"] is True
+    production = status["read_model"]["replica"]["production"]
+    assert production["trusted"] is True
+    assert (production["configs"], production["flags"]) == (1, 1)
+    assert production["lag"] == 0
+    assert status["outbox"]["pending"] == 0
     assert status["environments"] == ["development", "staging", "production"]
     assert status["uptime_seconds"] >= 0
 

@@ -1,0 +1,80 @@
+"""Fan-out of feed messages to local SSE subscribers, each with a bounded queue.
+
+A subscriber that cannot keep up is dropped (its queue is not allowed to grow): it reconnects and
+resumes by cursor, so it loses nothing, and a slow client never costs the process unbounded memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+
+from cache.messages import FeedMessage
+
+log = logging.getLogger(__name__)
+
+
+class Subscriber:
+    def __init__(self, environment: str, service_name: str | None, capacity: int) -> None:
+        self.environment = environment
+        self.service_name = service_name
+        self.queue: asyncio.Queue[FeedMessage | None] = asyncio.Queue(capacity + 1)
+        self.capacity = capacity
+        self.closed: str | None = None  # why the stream must end, once it must
+
+    def wants(self, message: FeedMessage) -> bool:
+        event = message.event
+        return event is None or event.kind == "flag" or event.service_name in (None, self.service_name)
+
+    def close(self, reason: str) -> None:
+        """End the stream: drop what is queued (the client resumes by cursor) and wake it."""
+        if self.closed is not None:
+            return
+        self.closed = reason
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
+
+    def offer(self, message: FeedMessage) -> None:
+        if self.closed is not None or not self.wants(message):
+            return
+        if self.queue.qsize() >= self.capacity:
+            log.info("dropping a slow SSE subscriber of %s at revision %d",
+                     self.environment, message.revision)  # fmt: skip
+            self.close("too slow")
+            return
+        self.queue.put_nowait(message)
+
+
+class Broadcaster:
+    def __init__(self, capacity: int = 1000) -> None:
+        self.capacity = capacity
+        self._subscribers: dict[str, set[Subscriber]] = defaultdict(set)
+        self.dropped = 0
+
+    def subscribe(self, environment: str, service_name: str | None) -> Subscriber:
+        subscriber = Subscriber(environment, service_name, self.capacity)
+        self._subscribers[environment].add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers[subscriber.environment].discard(subscriber)
+
+    def publish(self, message: FeedMessage) -> None:
+        for subscriber in tuple(self._subscribers.get(message.environment, ())):
+            subscriber.offer(message)
+            if subscriber.closed is not None:
+                self.dropped += subscriber.closed == "too slow"
+                self.unsubscribe(subscriber)
+
+    def close(self, reason: str, environment: str | None = None) -> None:
+        """End the streams of one environment (or all): their clients reconnect by cursor."""
+        for name, subscribers in self._subscribers.items():
+            if environment is None or name == environment:
+                for subscriber in subscribers:
+                    subscriber.close(reason)
+                subscribers.clear()
+
+    def counts(self) -> dict[str, int]:
+        return {name: len(subs) for name, subs in self._subscribers.items() if subs}

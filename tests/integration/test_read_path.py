@@ -1,0 +1,345 @@
+"""The read model in production shape: real MariaDB and real Redis (issue #4).
+
+Reads are served from the replica with zero SQL once warm; Redis down falls back to SQL; the
+database down leaves reads working; a cut subscription makes the replica untrusted until it has
+resynchronised; Redis losing its data is rebuilt from the database; a change committed by a
+process that died before publishing it is applied by the relay.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import event
+
+from service.app import create_app
+from service.usecases import configs
+from tests.backends import REDIS_DB, REDIS_HOST, REDIS_PORT, delete_prefix, redis_url
+from tests.conftest import make_settings
+from tests.faults import TcpProxy, proxy_to
+
+pytestmark = pytest.mark.mariadb
+
+CONFIGS = "/api/v1/configurations"
+FLAGS = "/api/v1/feature-flags"
+
+
+def eventually(check: Callable[[], Any], within: float = 10.0, what: str = "condition") -> Any:
+    """Poll until `check()` returns something truthy, or fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within}s waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def mariadb_url(mariadb_database: str) -> Iterator[str]:
+    yield mariadb_database
+    from tests.conftest import make_engine  # noqa: PLC0415
+
+    engine = make_engine(mariadb_database)
+    with engine.begin() as conn:
+        for table in ("change_outbox", "config_history", "feature_flags", "app_configurations"):
+            conn.exec_driver_sql(f"DELETE FROM {table}")
+    engine.dispose()
+
+
+@pytest.fixture
+def raw_redis(redis_prefix: str) -> Iterator[redis.Redis]:
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
+    yield client
+    client.close()
+
+
+def start(database_url: str, prefix: str, redis_at: str | None = None, **extra: Any) -> TestClient:
+    settings = make_settings(
+        database_url,
+        redis_url=redis_at or redis_url(),
+        redis_prefix=prefix,
+        relay_interval_seconds=0.05,
+        db_timeout_seconds=1.0,
+        **extra,
+    )
+    return TestClient(create_app(settings), raise_server_exceptions=False)
+
+
+def seed(client: TestClient) -> None:
+    assert (
+        client.post(f"{CONFIGS}/", json={"config_key": "timeout", "config_value": 30}).status_code
+        == 201
+    )
+    own = {"config_key": "timeout", "config_value": 5, "service_name": "billing"}
+    assert client.post(f"{CONFIGS}/", json=own).status_code == 201
+    flag = {"flag_key": "beta", "is_enabled": True, "rollout_percentage": 100}
+    assert client.post(f"{FLAGS}/", json=flag).status_code == 201
+
+
+def app_of(client: TestClient) -> FastAPI:
+    return client.app  # type: ignore[return-value]
+
+
+def count_sql(app: FastAPI) -> list[str]:
+    """Statements the app sends from now on, except the outbox relay's background poll (it runs
+    on a timer whatever the requests are, and is not a read of configurations or flags)."""
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not statement.startswith("SELECT change_outbox."):
+            statements.append(statement)
+
+    event.listen(app.state.store.engine, "before_cursor_execute", record)
+    return statements
+
+
+def test_reads_need_no_sql_once_warm(mariadb_url: str, redis_prefix: str) -> None:
+    with start(mariadb_url, redis_prefix) as client:
+        seed(client)
+        statements = count_sql(app_of(client))
+        value = client.get(f"{CONFIGS}/value/timeout", params={"service_name": "billing"})
+        assert (value.json()["value"], value.json()["scope"]) == (5, "service")
+        assert (
+            client.get(f"{CONFIGS}/value/timeout", params={"service_name": "x"}).json()["value"]
+            == 30
+        )
+        assert client.get(f"{CONFIGS}/key/timeout").json()["config_value"] == 30
+        assert client.get(f"{CONFIGS}/bulk", params={"service_name": "billing"}).json() == {
+            "timeout": 5
+        }
+        assert client.get(f"{FLAGS}/check/beta", params={"user_id": "7"}).json() == {
+            "enabled": True
+        }
+        assert client.get(f"{FLAGS}/evaluate/beta").json()["reason"] == "FULL_ROLLOUT"
+        assert client.get(f"{FLAGS}/key/beta").json()["version"] == 1
+        assert client.get(f"{FLAGS}/bulk").json() == {"beta": True}
+        for _ in range(200):  # a storm of lookups for keys that do not exist
+            assert client.get(f"{CONFIGS}/value/missing").status_code == 404
+            assert client.get(f"{FLAGS}/check/missing").status_code == 404
+        assert statements == []
+        assert app_of(client).state.reads.served["database"] == 0
+
+
+def test_a_write_is_readable_on_the_same_instance_before_it_answers(
+    mariadb_url: str, redis_prefix: str
+) -> None:
+    with start(mariadb_url, redis_prefix) as client:
+        seed(client)
+        for percentage in range(0, 101, 10):
+            written = client.put(f"{FLAGS}/rollout/beta", params={"percentage": percentage})
+            assert written.headers["x-aurora-propagation"] == "complete"
+            shown = client.get(f"{FLAGS}/evaluate/beta", params={"user_id": "u"}).json()
+            assert shown["rollout_percentage"] == percentage
+        assert app_of(client).state.reads.served["database"] == 0
+
+
+def test_redis_down_reads_fall_back_to_sql_and_writes_stay_pending_until_it_returns(
+    mariadb_url: str, redis_prefix: str, raw_redis: redis.Redis
+) -> None:
+    with (
+        proxy_to(REDIS_PORT) as proxy,
+        start(
+            mariadb_url,
+            redis_prefix,
+            redis_at=redis_url(port=proxy.port),
+            propagation_wait_seconds=0.3,
+        ) as client,
+    ):
+        seed(client)
+        proxy.cut()
+        ready = client.get("/health/ready")
+        assert (ready.status_code, ready.json()["status"]) == (200, "degraded")
+        versions = []
+        for percentage in (10, 20, 30):
+            written = client.put(f"{FLAGS}/rollout/beta", params={"percentage": percentage})
+            assert written.status_code == 200
+            assert written.headers["x-aurora-propagation"] == "pending"
+            versions.append(written.json()["version"])
+        created = client.put(f"{CONFIGS}/key/new", json={"value": {"a": 1}})
+        assert (created.status_code, created.headers["x-aurora-propagation"]) == (201, "pending")
+        # reads answer from the database, correctly, while Redis is away
+        started = time.monotonic()
+        assert client.get(f"{FLAGS}/evaluate/beta").json()["rollout_percentage"] == 30
+        assert client.get(f"{CONFIGS}/value/new").json()["value"] == {"a": 1}
+        assert (
+            client.get(f"{CONFIGS}/value/timeout", params={"service_name": "billing"}).json()[
+                "value"
+            ]
+            == 5
+        )
+        for _ in range(20):  # the breaker is open: no request waits for the dead Redis
+            assert client.get(f"{FLAGS}/check/beta", params={"user_id": "1"}).status_code == 200
+        assert time.monotonic() - started < 5
+        assert app_of(client).state.reads.served["database"] >= 3
+        assert client.get("/status").json()["outbox"]["pending"] >= 4
+
+        proxy.restore()
+        flags_key = f"{redis_prefix}{{production}}:flags".encode()
+        eventually(
+            lambda: (
+                raw_redis.hget(flags_key, "beta")
+                and b'"rollout_percentage":30' in raw_redis.hget(flags_key, "beta")
+            ),  # fmt: skip
+            what="the pending changes to reach Redis",
+        )
+        eventually(
+            lambda: client.get("/status").json()["outbox"]["pending"] == 0, what="outbox drained"
+        )
+        eventually(lambda: app_of(client).state.replica.copy("production"), what="replica trusted")
+        assert client.get(f"{CONFIGS}/value/new").json()["value"] == {"a": 1}
+        assert client.get("/health/ready").json()["status"] == "ready"
+
+
+def test_database_down_reads_and_evaluations_keep_working(
+    mariadb_url: str, redis_prefix: str
+) -> None:
+    host_port = mariadb_url.split("@", 1)[1].split("/", 1)[0]
+    port = int(host_port.split(":")[1])
+    with proxy_to(port) as proxy:
+        through_proxy = mariadb_url.replace(host_port, f"127.0.0.1:{proxy.port}")
+        with start(through_proxy, redis_prefix) as client:
+            seed(client)
+            proxy.cut()
+            assert client.get(f"{FLAGS}/check/beta", params={"user_id": "1"}).json() == {
+                "enabled": True
+            }
+            assert client.get(f"{CONFIGS}/value/timeout").json()["value"] == 30
+            assert client.get(f"{CONFIGS}/bulk").json() == {"timeout": 30}
+            write = client.put(f"{FLAGS}/rollout/beta", params={"percentage": 5})
+            assert write.status_code == 503
+            assert write.headers["content-type"] == "application/problem+json"
+            assert "database" in write.json()["detail"]
+            assert client.get("/health/ready").status_code == 503
+            proxy.restore()
+            eventually(lambda: client.put(f"{FLAGS}/rollout/beta", params={"percentage": 5}).status_code == 200,
+                       what="writes to work again")  # fmt: skip
+
+
+def test_a_cut_subscription_is_not_trusted_until_resynchronised(
+    mariadb_url: str, redis_prefix: str, raw_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with start(mariadb_url, redis_prefix) as client:
+        seed(client)
+        state = app_of(client).state
+        assert state.replica.copy("production") is not None
+        # Hold reconnection until the test has looked (a real cut; only the retry is held).
+        held = True
+        original = state.feed.redis.pubsub
+
+        def pubsub_unless_held(**kwargs: Any) -> Any:
+            if held:
+                raise redis.exceptions.ConnectionError("held by the test")
+            return original(**kwargs)
+
+        monkeypatch.setattr(state.feed.redis, "pubsub", pubsub_unless_held)
+        clients = raw_redis.client_list()
+        feed_ids = [c["id"] for c in clients if c.get("name") == f"aurora-feed-{state.instance}"]
+        assert len(feed_ids) == 1
+        raw_redis.client_kill_filter(_id=feed_ids[0])
+        eventually(lambda: state.replica.copy("production") is None, what="replica distrusted")
+        assert client.get("/status").json()["read_model"]["feed_connected"] is False
+
+        # While untrusted, a change (and the reads after it) go through Redis, not the replica.
+        before = dict(state.reads.served)
+        assert client.put(f"{FLAGS}/rollout/beta", params={"percentage": 40}).status_code == 200
+        assert client.get(f"{FLAGS}/evaluate/beta").json()["rollout_percentage"] == 40
+        assert state.reads.served["redis"] == before.get("redis", 0) + 1
+        assert state.reads.served["replica"] == before.get("replica", 0)
+        # A stream cannot be served from an untrusted replica.
+        assert client.get("/api/v1/stream").status_code == 503
+
+        held = False
+        eventually(lambda: state.replica.copy("production") is not None, what="resynchronised")
+        copy = state.replica.copy("production")
+        assert copy.flags["beta"]["rollout_percentage"] == 40  # caught up, not just re-trusted
+        before = state.reads.served["replica"]
+        assert client.get(f"{FLAGS}/evaluate/beta").json()["rollout_percentage"] == 40
+        assert state.reads.served["replica"] == before + 1
+
+
+def test_redis_losing_its_data_is_rebuilt_from_the_database(
+    mariadb_url: str, redis_prefix: str, raw_redis: redis.Redis
+) -> None:
+    with start(mariadb_url, redis_prefix) as client:
+        seed(client)
+        state = app_of(client).state
+        old_epoch = state.replica.position("production")[0]
+        delete_prefix(redis_prefix)  # what a Redis restart without persistence looks like
+        for percentage in (11, 22):  # writes while the read model is gone: nothing is lost
+            assert (
+                client.put(f"{FLAGS}/rollout/beta", params={"percentage": percentage}).status_code
+                == 200
+            )
+        eventually(
+            lambda: (
+                (position := state.replica.position("production"))
+                and position[0] != old_epoch
+                and state.replica.copy("production") is not None
+            ),
+            what="a rebuilt read model under a new epoch",
+        )
+        eventually(
+            lambda: client.get("/status").json()["outbox"]["pending"] == 0, what="outbox drained"
+        )
+        assert client.get(f"{FLAGS}/evaluate/beta").json()["rollout_percentage"] == 22
+        assert (
+            client.get(f"{CONFIGS}/value/timeout", params={"service_name": "billing"}).json()[
+                "value"
+            ]
+            == 5
+        )
+        assert raw_redis.exists(f"{redis_prefix}{{production}}:epoch")
+
+
+def test_a_change_whose_process_died_before_publishing_is_applied_by_the_relay(
+    mariadb_url: str, redis_prefix: str
+) -> None:
+    with start(mariadb_url, redis_prefix) as client:
+        seed(client)
+        state = app_of(client).state
+        # Commit exactly as a write does, but never propagate: the process "died" here.
+        import anyio.from_thread  # noqa: PLC0415
+
+        with anyio.from_thread.start_blocking_portal() as portal:
+            portal.call(
+                lambda: state.store.run(
+                    configs.create,
+                    env="production",
+                    service=None,
+                    key="orphan",
+                    value=1,
+                    description=None,
+                    actor="crashed",
+                )  # fmt: skip
+            )
+        eventually(
+            lambda: client.get(f"{CONFIGS}/value/orphan").status_code == 200,
+            what="the relay to apply the orphaned change",
+        )
+        assert client.get(f"{CONFIGS}/value/orphan").json()["value"] == 1
+        eventually(
+            lambda: client.get("/status").json()["outbox"]["pending"] == 0, what="outbox drained"
+        )
+
+
+def test_a_second_instance_started_later_rebuilds_nothing(
+    mariadb_url: str, redis_prefix: str
+) -> None:
+    with start(mariadb_url, redis_prefix) as first:
+        seed(first)
+        assert first.get("/status").json()["read_model"]["rebuilds"] == 3  # one per environment
+        with start(mariadb_url, redis_prefix) as second:
+            status = second.get("/status").json()["read_model"]
+            assert status["rebuilds"] == 0
+            assert status["replica"]["production"]["configs"] == 2
+            statements = count_sql(app_of(second))
+            assert second.get(f"{CONFIGS}/value/timeout").json()["value"] == 30
+            assert statements == []
