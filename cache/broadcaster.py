@@ -25,7 +25,9 @@ class Subscriber:
 
     def wants(self, message: FeedMessage) -> bool:
         event = message.event
-        return event is None or event.kind == "flag" or event.service_name in (None, self.service_name)
+        return (
+            event is None or event.kind == "flag" or event.service_name in (None, self.service_name)
+        )
 
     def close(self, reason: str) -> None:
         """End the stream: drop what is queued (the client resumes by cursor) and wake it."""

@@ -11,6 +11,7 @@ is untrusted (reads go to Redis) and local streams are closed (clients reconnect
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -68,10 +69,8 @@ class ChangeFeed:
                 self._lost()
             cap = min(RECONNECT_CAP_SECONDS, RECONNECT_BASE_SECONDS * 2**failures)
             delay = random.uniform(0, cap)  # noqa: S311 - jitter, not security
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
-            except TimeoutError:
-                pass
 
     def _lost(self) -> None:
         if self.connected.is_set():

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from aurora_client.events import ChangeEvent
 from redis.asyncio import Redis
 
-from aurora_client.events import ChangeEvent
 from cache.keys import Keys, config_field, version_field
 from cache.messages import FeedMessage
 
@@ -75,7 +75,7 @@ return rev
 """
 
 
-class NotBuilt(Exception):  # noqa: N818 - a state, not a failure
+class NotBuilt(Exception):
     """The environment's read model is missing (never built, or Redis lost its data)."""
 
 
@@ -85,6 +85,10 @@ class Snapshot:
     revision: int
     configs: list[Item]
     flags: list[Item]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _items(flat: list[bytes]) -> list[Item]:
@@ -175,7 +179,9 @@ class RedisReadModel:
             await pipe.execute()
 
     async def lock(self, environment: str, token: str, ttl_ms: int) -> bool:
-        return bool(await self.redis.set(self.keys.env(environment).lock, token, nx=True, px=ttl_ms))
+        return bool(
+            await self.redis.set(self.keys.env(environment).lock, token, nx=True, px=ttl_ms)
+        )
 
     async def unlock(self, environment: str, token: str) -> None:
         key = self.keys.env(environment).lock
@@ -186,7 +192,7 @@ class RedisReadModel:
 
     async def epoch(self, environment: str) -> str | None:
         value = await self.redis.get(self.keys.env(environment).epoch)
-        return value.decode() if value else None
+        return _text(value) if value else None
 
     async def revision(self, environment: str) -> int:
         return int(await self.redis.get(self.keys.env(environment).revision) or 0)
@@ -222,7 +228,7 @@ class RedisReadModel:
         )
         if not epoch:
             raise NotBuilt(environment)
-        return Snapshot(epoch.decode(), int(revision), _items(configs), _items(flags))
+        return Snapshot(_text(epoch), int(revision), _items(configs), _items(flags))
 
     async def replay(self, environment: str, after: int, *, limit: int) -> list[FeedMessage] | None:
         """The feed's messages after revision `after`, or None when the stream no longer holds

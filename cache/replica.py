@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aurora_client.events import ChangeEvent
+
 from cache.keys import config_field, version_field
 from cache.messages import FeedMessage
 from cache.read_model import Snapshot

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import orjson
-
 from aurora_client.events import Cursor
+
 from cache.broadcaster import Broadcaster, Subscriber
 from cache.read_model import RedisReadModel
 from cache.replica import EnvironmentCopy, Replica
@@ -21,7 +21,7 @@ from cache.replica import EnvironmentCopy, Replica
 REPLAY_LIMIT = 5000
 
 
-class StreamUnavailable(Exception):  # noqa: N818 - a state, not a failure
+class StreamUnavailable(Exception):
     """This instance cannot serve a live stream now (its change feed is down)."""
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Literal
 
-from datetime import datetime
-
+from aurora_client.events import ChangeEvent
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from aurora_client.events import ChangeEvent
 from database.models import (
     Configuration,
     FeatureFlag,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Protocol, Self
 
+from aurora_client.events import ChangeEvent
 from sqlalchemy.orm import Session, sessionmaker
 
-from aurora_client.events import ChangeEvent
 from database.repositories import (
     ConfigRepository,
     FlagRepository,
@@ -43,7 +43,7 @@ class SqlUnitOfWork:
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
-        self.published = []
+        self.published: list[Published] = []
 
     def __enter__(self) -> Self:
         # expire_on_commit=False on the factory: objects stay readable after commit, for responses.

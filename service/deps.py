@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from aurora_client.state import JsonValue
 from fastapi import Depends, Header, Path, Query, Request, Response
 
 from service.errors import InvalidInput
 from service.etag import IfMatch
-from service.schemas import check_key, check_service, check_value
 from service.propagation import Propagator, Written
 from service.reads import Reads
+from service.schemas import check_key, check_service, check_value
 from service.settings import Settings
 from service.store import Store
 
@@ -70,7 +70,7 @@ def get_writes(request: Request) -> Propagator:
 PROPAGATION_HEADER = "X-Aurora-Propagation"
 
 
-def mark_propagation(response: Response, written: Written[object]) -> None:
+def mark_propagation(response: Response, written: Written[Any]) -> None:
     """Tell the writer whether every instance can already see the change, or it is pending."""
     response.headers[PROPAGATION_HEADER] = "complete" if written.propagated else "pending"
 

@@ -12,6 +12,7 @@ and the immediate path may apply the same change without harm.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -107,10 +108,8 @@ class Propagator:
     async def relay(self, stop: asyncio.Event) -> None:
         """Apply pending outbox rows until `stop`: woken by a failed propagation, else polling."""
         while not stop.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), timeout=self.relay_interval)
-            except TimeoutError:
-                pass
             self._poke.clear()
             try:
                 while await self.relay_once() >= RELAY_BATCH and not stop.is_set():
@@ -154,7 +153,8 @@ class Propagator:
                 self._poke.set()  # changes refused while there was no epoch
                 return
             async with asyncio.timeout(REBUILD_WAIT_SECONDS):
-                while await self.read_model.epoch(environment) is None:
+                # Another process is building it: only Redis can tell us when it is done.
+                while await self.read_model.epoch(environment) is None:  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
 
     async def _rebuild(self, environment: str) -> None:

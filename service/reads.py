@@ -13,11 +13,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from redis.exceptions import RedisError
-
 from aurora_client.evaluation import Evaluation, evaluate
 from aurora_client.events import config_state, flag_state
-from aurora_client.state import ConfigState, FlagState, JsonValue, Resolved, merge_scopes, resolve_value
+from aurora_client.state import (
+    ConfigState,
+    FlagState,
+    JsonValue,
+    Resolved,
+    merge_scopes,
+    resolve_value,
+)
+from redis.exceptions import RedisError
+
 from cache.breaker import CircuitBreaker
 from cache.keys import config_field
 from cache.read_model import NotBuilt, RedisReadModel
@@ -183,4 +190,6 @@ class Reads:
         async def from_sql() -> dict[str, bool]:
             return await self.store.run(flags.bulk, env, user_id)
 
-        return await self._read(env, lambda copy: evaluated(copy.flags.values()), from_redis, from_sql)
+        return await self._read(
+            env, lambda copy: evaluated(copy.flags.values()), from_redis, from_sql
+        )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+from aurora_client.state import JsonValue
 from fastapi import APIRouter, Path, Query, Response, status
 
-from aurora_client.state import JsonValue
 from service.deps import (
     PROPAGATION_HEADER,
     ActorDep,
@@ -39,9 +39,7 @@ router = APIRouter(prefix="/configurations", tags=["configurations"])
 Id = Annotated[int, Path(ge=1, le=2**63 - 1, description="configuration id")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0)]
-WRITTEN = {
-    "headers": {PROPAGATION_HEADER: {"description": "complete, or pending (in the outbox)"}}
-}
+WRITTEN = {"headers": {PROPAGATION_HEADER: {"description": "complete, or pending (in the outbox)"}}}
 
 
 def _shown(response: Response, item: Any, written: Written[Any] | None = None) -> ConfigOut:
@@ -80,7 +78,12 @@ async def list_configurations(
     offset: Offset = 0,
 ) -> PageOut[ConfigOut]:
     page = await store.run(
-        configs.list_page, env=env, service=service, key_prefix=key_prefix, limit=limit, offset=offset
+        configs.list_page,
+        env=env,
+        service=service,
+        key_prefix=key_prefix,
+        limit=limit,
+        offset=offset,
     )
     return PageOut(
         items=[ConfigOut.of(c) for c in page.items], total=page.total, limit=limit, offset=offset
@@ -88,7 +91,9 @@ async def list_configurations(
 
 
 @router.get("/bulk", response_model=dict[str, JsonValue])
-async def bulk_values(reads: ReadsDep, env: EnvQuery, service: ServiceQuery) -> dict[str, JsonValue]:
+async def bulk_values(
+    reads: ReadsDep, env: EnvQuery, service: ServiceQuery
+) -> dict[str, JsonValue]:
     """Every key visible to the service as a flat object; its own values override globals."""
     return await reads.bulk_configs(env, service)
 

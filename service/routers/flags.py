@@ -42,9 +42,7 @@ UserId = Annotated[
 ]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0)]
-WRITTEN = {
-    "headers": {PROPAGATION_HEADER: {"description": "complete, or pending (in the outbox)"}}
-}
+WRITTEN = {"headers": {PROPAGATION_HEADER: {"description": "complete, or pending (in the outbox)"}}}
 
 
 def _shown(response: Response, item: Any, written: Written[Any] | None = None) -> FlagOut:
@@ -82,7 +80,9 @@ async def list_flags(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> PageOut[FlagOut]:
-    page = await store.run(flags.list_page, env=env, key_prefix=key_prefix, limit=limit, offset=offset)
+    page = await store.run(
+        flags.list_page, env=env, key_prefix=key_prefix, limit=limit, offset=offset
+    )
     return PageOut(
         items=[FlagOut.of(f) for f in page.items], total=page.total, limit=limit, offset=offset
     )
@@ -95,7 +95,9 @@ async def bulk_flags(reads: ReadsDep, env: EnvQuery, user_id: UserId = None) -> 
 
 
 @router.get("/key/{key:path}", response_model=FlagOut)
-async def get_flag_by_key(key: KeyPath, reads: ReadsDep, env: EnvQuery, response: Response) -> FlagOut:
+async def get_flag_by_key(
+    key: KeyPath, reads: ReadsDep, env: EnvQuery, response: Response
+) -> FlagOut:
     return _shown(response, await reads.flag(env, key))
 
 
@@ -117,7 +119,9 @@ async def evaluate_flag(
 
 
 @router.get("/check/{key:path}", response_model=CheckOut)
-async def check_flag(key: KeyPath, reads: ReadsDep, env: EnvQuery, user_id: UserId = None) -> CheckOut:
+async def check_flag(
+    key: KeyPath, reads: ReadsDep, env: EnvQuery, user_id: UserId = None
+) -> CheckOut:
     return CheckOut(enabled=(await reads.evaluate(env, key, user_id)).result.enabled)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aurora_client.events import ChangeEvent
+
 from database.models import Configuration, FeatureFlag, utcnow
 from database.repositories import Action, ItemKind
 from database.uow import UnitOfWork

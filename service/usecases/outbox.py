@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from aurora_client.events import ChangeEvent
+
 from database.uow import Published, UnitOfWork
 
 

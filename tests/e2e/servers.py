@@ -33,7 +33,7 @@ class Server:
             **env,
         }
         with log.open("ab") as out:
-            self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            self.process = subprocess.Popen(
                 [sys.executable, "-m", "service"], cwd=ROOT, env=environment,
                 stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip

@@ -11,7 +11,7 @@ import httpx
 from httpx_sse import ServerSentEvent, connect_sse
 
 
-class StreamEnded(Exception):  # noqa: N818
+class StreamEnded(Exception):
     pass
 
 

@@ -97,17 +97,16 @@ def test_a_cursor_from_another_epoch_gets_a_fresh_snapshot(instance: Instance, c
 
 
 def test_a_stream_carries_globals_its_own_service_and_flags_only(instance: Instance) -> None:
-    with instance() as server:
-        with Subscription(server.url, service_name="billing") as sub:
-            assert sub.next().event == "snapshot"
-            for service in ("auth", None, "billing"):
-                params = {"service_name": service} if service else {}
-                httpx.put(f"{server.url}{CONFIGS}/key/k", params=params, json={"value": service})
-            make_flag(server)
-            seen = sub.changes(3)
-            assert [(c["kind"], c["service_name"]) for c in seen] == [
-                ("config", None), ("config", "billing"), ("flag", None),
-            ]  # fmt: skip
+    with instance() as server, Subscription(server.url, service_name="billing") as sub:
+        assert sub.next().event == "snapshot"
+        for service in ("auth", None, "billing"):
+            params = {"service_name": service} if service else {}
+            httpx.put(f"{server.url}{CONFIGS}/key/k", params=params, json={"value": service})
+        make_flag(server)
+        seen = sub.changes(3)
+        assert [(c["kind"], c["service_name"]) for c in seen] == [
+            ("config", None), ("config", "billing"), ("flag", None),
+        ]  # fmt: skip
 
 
 def test_heartbeats_keep_an_idle_stream_observable(instance: Instance) -> None:
@@ -170,7 +169,8 @@ def test_writes_survive_redis_going_away_mid_stream_and_are_all_delivered(
                 time.sleep(0.2)
                 sub = Subscription(server.url, last_event_id=sub.last_id)
         sub.close()
-        assert seen and seen[-1] == acknowledged[-1] == 31
+        assert seen
+        assert seen[-1] == acknowledged[-1] == 31
         assert seen == sorted(set(seen)), "out of order or duplicated"
         state: dict[str, Any] = httpx.get(f"{server.url}{FLAGS}/key/beta").json()
         assert (state["version"], state["rollout_percentage"]) == (31, 30)

@@ -22,7 +22,7 @@ from service.app import create_app
 from service.usecases import configs
 from tests.backends import REDIS_DB, REDIS_HOST, REDIS_PORT, delete_prefix, redis_url
 from tests.conftest import make_settings
-from tests.faults import TcpProxy, proxy_to
+from tests.faults import proxy_to
 
 pytestmark = pytest.mark.mariadb
 
@@ -187,7 +187,7 @@ def test_redis_down_reads_fall_back_to_sql_and_writes_stay_pending_until_it_retu
             lambda: (
                 raw_redis.hget(flags_key, "beta")
                 and b'"rollout_percentage":30' in raw_redis.hget(flags_key, "beta")
-            ),  # fmt: skip
+            ),
             what="the pending changes to reach Redis",
         )
         eventually(
@@ -219,8 +219,12 @@ def test_database_down_reads_and_evaluations_keep_working(
             assert "database" in write.json()["detail"]
             assert client.get("/health/ready").status_code == 503
             proxy.restore()
-            eventually(lambda: client.put(f"{FLAGS}/rollout/beta", params={"percentage": 5}).status_code == 200,
-                       what="writes to work again")  # fmt: skip
+            eventually(
+                lambda: (
+                    client.put(f"{FLAGS}/rollout/beta", params={"percentage": 5}).status_code == 200
+                ),
+                what="writes to work again",
+            )
 
 
 def test_a_cut_subscription_is_not_trusted_until_resynchronised(
@@ -318,7 +322,7 @@ def test_a_change_whose_process_died_before_publishing_is_applied_by_the_relay(
                     value=1,
                     description=None,
                     actor="crashed",
-                )  # fmt: skip
+                )
             )
         eventually(
             lambda: client.get(f"{CONFIGS}/value/orphan").status_code == 200,
