@@ -1,0 +1,209 @@
+"""cache/ in isolation, on fakeredis (with Lua): the read model, replica, broadcaster, breaker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aurora_client.events import ChangeEvent
+from fakeredis import FakeAsyncRedis, FakeServer
+
+from cache.breaker import CircuitBreaker
+from cache.broadcaster import Broadcaster
+from cache.keys import Keys
+from cache.messages import FeedMessage
+from cache.read_model import NOT_BUILT, STALE, NotBuilt, RedisReadModel
+from cache.replica import Replica
+
+ENV = "production"
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def flag_event(version: int, percentage: int = 50, *, op: str = "upsert") -> ChangeEvent:
+    state = None if op == "delete" else {
+        "flag_key": "f", "environment": ENV, "is_enabled": True,
+        "rollout_percentage": percentage, "version": version,
+    }  # fmt: skip
+    return ChangeEvent("flag", op, "f", ENV, None, version, state)  # type: ignore[arg-type]
+
+
+def config_event(version: int, value: Any, service: str | None = None) -> ChangeEvent:
+    state = {"config_key": "k", "config_value": value, "environment": ENV,
+             "service_name": service, "version": version}  # fmt: skip
+    return ChangeEvent("config", "upsert", "k", ENV, service, version, state)
+
+
+@pytest.fixture
+async def model() -> AsyncIterator[RedisReadModel]:
+    redis = FakeAsyncRedis(server=FakeServer())
+    read_model = RedisReadModel(redis, Keys("t:"), feed_length=100)
+    await read_model.rebuild(ENV, [], [], force=False)
+    yield read_model
+    await redis.aclose()
+
+
+async def test_apply_is_compare_and_set_by_version(model: RedisReadModel) -> None:
+    assert await model.apply(flag_event(2, 20)) == 1
+    assert await model.apply(flag_event(1, 10)) == STALE  # older: ignored
+    assert await model.apply(flag_event(2, 99)) == STALE  # replayed: ignored
+    assert (await model.flag(ENV, "f"))["rollout_percentage"] == 20  # type: ignore[index]
+    assert await model.apply(flag_event(3, 30)) == 2
+    assert await model.revision(ENV) == 2
+
+
+async def test_a_delete_leaves_a_tombstone_that_older_upserts_cannot_pass(
+    model: RedisReadModel,
+) -> None:
+    await model.apply(flag_event(1))
+    await model.apply(flag_event(2, op="delete"))
+    assert await model.flag(ENV, "f") is None
+    assert await model.apply(flag_event(1)) == STALE  # a late upsert does not resurrect it
+    assert await model.flag(ENV, "f") is None
+    assert await model.apply(flag_event(3)) > 0  # re-created: versions continue
+    assert await model.flag(ENV, "f") is not None
+
+
+async def test_scopes_are_separate_fields(model: RedisReadModel) -> None:
+    await model.apply(config_event(1, "global"))
+    await model.apply(config_event(1, "own", service="svc"))
+    own, shared = await model.config_scopes(ENV, "svc", "k")
+    assert (own["config_value"], shared["config_value"]) == ("own", "global")  # type: ignore[index]
+    own, shared = await model.config_scopes(ENV, "other", "k")
+    assert own is None
+    own, shared = await model.config_scopes(ENV, None, "k")
+    assert own is None
+
+
+async def test_an_unbuilt_environment_refuses_writes_and_reads() -> None:
+    redis = FakeAsyncRedis(server=FakeServer())
+    model = RedisReadModel(redis, Keys("t:"))
+    assert await model.apply(flag_event(1)) == NOT_BUILT
+    with pytest.raises(NotBuilt):
+        await model.flag(ENV, "f")
+    with pytest.raises(NotBuilt):
+        await model.snapshot(ENV)
+    await redis.aclose()
+
+
+async def test_apply_publishes_after_the_data_is_readable(model: RedisReadModel) -> None:
+    pubsub = model.redis.pubsub()
+    await pubsub.subscribe(model.keys.channel)
+    await pubsub.get_message(timeout=1)  # the subscribe confirmation
+    await model.apply(flag_event(1, 10))
+    async with asyncio.timeout(2):
+        while (raw := await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)) is None:
+            pass
+    message = FeedMessage.parse(raw["data"])
+    assert (message.revision, message.event.version) == (1, 1)  # type: ignore[union-attr]
+    assert message.epoch == await model.epoch(ENV)
+    assert (await model.flag(ENV, "f"))["version"] == 1  # type: ignore[index]
+    await pubsub.aclose()
+
+
+async def test_replay_is_exact_and_refuses_what_it_no_longer_holds(model: RedisReadModel) -> None:
+    for version in range(1, 11):
+        await model.apply(flag_event(version, version))
+    replayed = await model.replay(ENV, 4, limit=100)
+    assert [m.revision for m in replayed] == [5, 6, 7, 8, 9, 10]  # type: ignore[union-attr]
+    assert await model.replay(ENV, 10, limit=100) == []
+    assert await model.replay(ENV, 4, limit=3) is None  # more missed than the caller takes
+    for version in range(11, 400):  # past the stream's bound: the oldest are trimmed
+        await model.apply(flag_event(version, version % 100))
+    assert await model.replay(ENV, 4, limit=1000) is None
+
+
+async def test_rebuild_swaps_in_a_new_epoch_atomically(model: RedisReadModel) -> None:
+    first = await model.epoch(ENV)
+    await model.apply(flag_event(5))
+    item = {"flag_key": "g", "environment": ENV, "is_enabled": False,
+            "rollout_percentage": 0, "version": 7}  # fmt: skip
+    assert await model.rebuild(ENV, [], [item], force=False) is None  # already built: refused
+    second = await model.rebuild(ENV, [], [item], force=True)
+    assert second not in {None, first}
+    snapshot = await model.snapshot(ENV)
+    assert [f["flag_key"] for f in snapshot.flags] == ["g"]
+    assert snapshot.epoch == second
+    assert await model.replay(ENV, 0, limit=100) is None  # the old epoch's feed is gone
+    assert await model.replay(ENV, snapshot.revision, limit=100) == []  # nothing since
+
+
+def message(revision: int, event: ChangeEvent | None, epoch: str = "e1") -> FeedMessage:
+    import json  # noqa: PLC0415
+
+    raw = {"environment": ENV, "epoch": epoch, "revision": revision,
+           "event": event.to_dict() if event else None}  # fmt: skip
+    return FeedMessage.parse(json.dumps(raw))
+
+
+def test_replica_follows_in_order_and_distrusts_a_gap() -> None:
+    from cache.read_model import Snapshot  # noqa: PLC0415
+
+    replica = Replica()
+    replica.hydrate(ENV, Snapshot("e1", 3, [], []))
+    assert replica.follow(message(4, flag_event(1, 10)))
+    assert replica.copy(ENV).flags["f"]["rollout_percentage"] == 10  # type: ignore[union-attr]
+    assert replica.follow(message(4, flag_event(1, 10)))  # a duplicate is harmless
+    assert not replica.follow(message(6, flag_event(3, 30)))  # 5 is missing
+    assert replica.copy(ENV) is None
+    replica.hydrate(ENV, Snapshot("e1", 6, [], []))
+    assert not replica.follow(message(7, flag_event(4), epoch="e2"))  # another epoch
+    assert replica.copy(ENV) is None
+
+
+def test_local_writes_apply_by_version_and_advance_only_in_order() -> None:
+    from cache.read_model import Snapshot  # noqa: PLC0415
+
+    replica = Replica()
+    replica.hydrate(ENV, Snapshot("e1", 3, [], []))
+    replica.apply_local(flag_event(2, 20), revision=5)  # 4 has not arrived yet
+    assert replica.position(ENV) == ("e1", 3)
+    assert replica.follow(message(4, flag_event(1, 10)))  # older version: item unchanged
+    assert replica.copy(ENV).flags["f"]["rollout_percentage"] == 20  # type: ignore[union-attr]
+    assert replica.follow(message(5, flag_event(2, 20)))
+    assert replica.position(ENV) == ("e1", 5)
+
+
+async def test_a_subscriber_that_falls_behind_is_dropped_not_buffered() -> None:
+    broadcaster = Broadcaster(capacity=10)
+    slow = broadcaster.subscribe(ENV, None)
+    for revision in range(1, 12):
+        broadcaster.publish(message(revision, flag_event(revision)))
+    assert slow.closed == "too slow"
+    assert slow.queue.get_nowait() is None  # woken to end its stream; the backlog is freed
+    assert broadcaster.counts() == {}
+    assert broadcaster.dropped == 1
+
+
+def test_subscribers_get_flags_globals_and_their_own_service_only() -> None:
+    broadcaster = Broadcaster()
+    billing = broadcaster.subscribe(ENV, "billing")
+    broadcaster.publish(message(1, config_event(1, 1, service="auth")))
+    broadcaster.publish(message(2, config_event(1, 1, service="billing")))
+    broadcaster.publish(message(3, config_event(1, 1)))
+    broadcaster.publish(message(4, flag_event(1)))
+    got = [billing.queue.get_nowait().revision for _ in range(billing.queue.qsize())]  # type: ignore[union-attr]
+    assert got == [2, 3, 4]
+
+
+def test_breaker_opens_after_failures_and_probes_after_cooldown() -> None:
+    breaker = CircuitBreaker(threshold=2, cooldown=0.05)
+    assert breaker.allows()
+    breaker.failed()
+    assert breaker.allows()
+    breaker.failed()
+    assert breaker.state == "open"
+    assert not breaker.allows()
+    time.sleep(0.06)
+    assert breaker.allows()  # one probe
+    assert not breaker.allows()  # the others keep skipping Redis
+    breaker.succeeded()
+    assert breaker.state == "closed"
+    assert breaker.allows()
