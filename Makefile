@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml client/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ./client -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e './client[openfeature]' -e '.[dev]'
 	touch $(STAMP)
 
 ## Start the service on embedded defaults (a SQLite file; no servers needed) at 127.0.0.1:8004.

@@ -33,7 +33,7 @@ class StreamEvent:
 
 
 def snapshot_event(
-    copy: EnvironmentCopy, environment: str, service_name: str | None
+    copy: EnvironmentCopy, environment: str, service_name: str | None, heartbeat_seconds: float
 ) -> StreamEvent:
     cursor = str(Cursor(copy.epoch, copy.revision))
     configs = [
@@ -47,17 +47,25 @@ def snapshot_event(
         "service_name": service_name,
         "configs": configs,
         "flags": list(copy.flags.values()),
+        # Clients treat a stream silent for two of these as stale.
+        "heartbeat_seconds": heartbeat_seconds,
     }
     return StreamEvent("snapshot", cursor, orjson.dumps(data).decode())
 
 
 class Streams:
     def __init__(
-        self, read_model: RedisReadModel, replica: Replica, broadcaster: Broadcaster
+        self,
+        read_model: RedisReadModel,
+        replica: Replica,
+        broadcaster: Broadcaster,
+        *,
+        heartbeat_seconds: float,
     ) -> None:
         self.read_model = read_model
         self.replica = replica
         self.broadcaster = broadcaster
+        self.heartbeat_seconds = heartbeat_seconds
 
     def open(
         self, environment: str, service_name: str | None, last_event_id: str | None
@@ -119,4 +127,7 @@ class ChangeStream:
             copy = streams.replica.copy(sub.environment)  # the stream cannot fill the gap
             if copy is None:
                 raise StreamUnavailable(sub.environment)
-        return [snapshot_event(copy, sub.environment, sub.service_name)], copy.epoch, copy.revision
+        snapshot = snapshot_event(
+            copy, sub.environment, sub.service_name, streams.heartbeat_seconds
+        )
+        return [snapshot], copy.epoch, copy.revision

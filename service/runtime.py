@@ -113,7 +113,9 @@ class Runtime:
             propagator=propagator,
             feed=feed,
             reads=Reads(store, read_model, replica, CircuitBreaker()),
-            streams=Streams(read_model, replica, broadcaster),
+            streams=Streams(
+                read_model, replica, broadcaster, heartbeat_seconds=settings.sse_heartbeat_seconds
+            ),
         )
 
     async def start(self) -> None:

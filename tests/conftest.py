@@ -85,3 +85,9 @@ def settings(request: pytest.FixtureRequest, database_url: str) -> Settings:
 def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (marked anyio) run on asyncio, as the service does."""
+    return "asyncio"

@@ -10,10 +10,10 @@ Pure and dependency-light (stdlib + mmh3): no I/O, no framework, safe to call on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
-import mmh3
+from mmh3 import hash as murmur3
 
 from aurora_client.state import FlagState
 
@@ -30,26 +30,43 @@ class Reason(StrEnum):
     ROLLOUT_OUT = "ROLLOUT_OUT"  # the user's bucket is above the percentage
 
 
-@dataclass(frozen=True, slots=True)
-class Evaluation:
+class Evaluation(NamedTuple):
     enabled: bool
     reason: Reason
     bucket: int | None  # 1..100 when a user id was given, else None
 
 
+def _outcomes(enabled: bool, reason: Reason) -> tuple[Evaluation, ...]:
+    """Every result with this reason: index 0 without a user, else the bucket 1..100."""
+    return (
+        Evaluation(enabled, reason, None),
+        *(Evaluation(enabled, reason, bucket) for bucket in range(1, 101)),
+    )
+
+
+# An evaluation has only 5 x 101 possible results, so they are built once, here, and evaluate()
+# picks one: building a result per call (or even reading an enum member) cost more than the
+# hash itself, and this runs on every flag check of every service.
+_DISABLED = _outcomes(False, Reason.DISABLED)
+_FULL = _outcomes(True, Reason.FULL_ROLLOUT)
+_NO_USER = _outcomes(False, Reason.NO_USER)
+_IN = _outcomes(True, Reason.ROLLOUT_IN)
+_OUT = _outcomes(False, Reason.ROLLOUT_OUT)
+
+
 def bucket_of(flag_key: str, user_id: str) -> int:
     """The user's stable bucket, 1..100, for this flag."""
-    return int(mmh3.hash(f"{flag_key}:{user_id}", 0, signed=False)) % 100 + 1
+    return murmur3(flag_key + ":" + user_id, 0, False) % 100 + 1
 
 
 def evaluate(flag: FlagState, user_id: str | None) -> Evaluation:
-    bucket = bucket_of(flag.key, user_id) if user_id is not None else None
+    """The one rule. Hot: it runs for every flag check in every service, so it stays inline."""
+    # index 0: no user; else the bucket (the same hash as bucket_of, inlined)
+    bucket = 0 if user_id is None else murmur3(flag.key + ":" + user_id, 0, False) % 100 + 1
     if not flag.is_enabled:
-        return Evaluation(False, Reason.DISABLED, bucket)
+        return _DISABLED[bucket]
     if flag.rollout_percentage >= FULL_ROLLOUT:
-        return Evaluation(True, Reason.FULL_ROLLOUT, bucket)
-    if bucket is None:
-        return Evaluation(False, Reason.NO_USER, None)
-    if bucket <= flag.rollout_percentage:
-        return Evaluation(True, Reason.ROLLOUT_IN, bucket)
-    return Evaluation(False, Reason.ROLLOUT_OUT, bucket)
+        return _FULL[bucket]
+    if bucket == 0:
+        return _NO_USER[0]
+    return _IN[bucket] if bucket <= flag.rollout_percentage else _OUT[bucket]

@@ -62,7 +62,8 @@ async def stream_changes(
     def heartbeat() -> ServerSentEvent:
         position = state.replica.position(env)
         cursor = f"{position[0]}:{position[1]}" if position else None
-        return ServerSentEvent(event="heartbeat", data=orjson.dumps({"cursor": cursor}).decode())
+        data = {"cursor": cursor, "heartbeat_seconds": settings.sse_heartbeat_seconds}
+        return ServerSentEvent(event="heartbeat", data=orjson.dumps(data).decode())
 
     return EventSourceResponse(
         events(),

@@ -37,7 +37,7 @@ def instance(
     """`with instance(**env) as server:` starts one more server of this test."""
     counter = iter(range(100))
 
-    def start(**env: str) -> AbstractContextManager[Server]:
-        return running({**shared_env, **env}, tmp_path / f"server-{next(counter)}.log")
+    def start(port: int | None = None, **env: str) -> AbstractContextManager[Server]:
+        return running({**shared_env, **env}, tmp_path / f"server-{next(counter)}.log", port)
 
     return start

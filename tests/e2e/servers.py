@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Server:
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = free_port()
+    def __init__(self, env: dict[str, str], log: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         environment = {
@@ -66,8 +66,8 @@ class Server:
 
 
 @contextmanager
-def running(env: dict[str, str], log: Path) -> Iterator[Server]:
-    server = Server(env, log)
+def running(env: dict[str, str], log: Path, port: int | None = None) -> Iterator[Server]:
+    server = Server(env, log, port)
     try:
         server.wait_ready()
         yield server

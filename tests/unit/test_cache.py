@@ -22,11 +22,6 @@ ENV = "production"
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def flag_event(version: int, percentage: int = 50, *, op: str = "upsert") -> ChangeEvent:
     state = None if op == "delete" else {
         "flag_key": "f", "environment": ENV, "is_enabled": True,

@@ -1,0 +1,380 @@
+"""AuroraClient: a local copy of one environment, kept fresh over SSE, answered from memory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+from httpx_sse import ServerSentEvent, aconnect_sse
+
+from aurora_client._cache import _MISSING, Change, LocalCache
+from aurora_client.evaluation import Evaluation, evaluate
+from aurora_client.events import ChangeEvent
+from aurora_client.state import FlagState, JsonValue
+
+log = logging.getLogger("aurora_client")
+
+DEFAULT_HEARTBEAT_SECONDS = 15.0
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 30.0
+PERSIST_EVERY_SECONDS = 1.0
+
+
+class Status(StrEnum):
+    NOT_READY = "NOT_READY"  # nothing loaded yet
+    READY = "READY"  # live: connected, and heard from the server within two heartbeats
+    STALE = "STALE"  # serving what it has (last state, bootstrap), but not confirmed live
+    ERROR = "ERROR"  # nothing to serve and the server cannot be reached (or refused us)
+
+
+class AuroraClient:
+    """A client for one environment (and optionally one service) of Aurora Config.
+
+    Sync: `with AuroraClient(...) as client:` (a background thread keeps it fresh).
+    Async: `async with AuroraClient(...) as client:` (a task in your event loop).
+    Reads (`get`, `is_enabled`, ...) never do I/O.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        environment: str = "production",
+        service_name: str | None = None,
+        token: str | None = None,
+        *,
+        bootstrap: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        cache_file: str | os.PathLike[str] | None = None,
+        backoff_cap: float = BACKOFF_CAP_SECONDS,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.environment = environment
+        self.service_name = service_name
+        self._headers = {"Accept": "text/event-stream"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._cache = LocalCache(environment, service_name)
+        self._cache_file = Path(cache_file) if cache_file else None
+        self._backoff_cap = backoff_cap
+        self._transport = transport
+        self._listeners: list[Callable[[Change], None]] = []
+        self._status_listeners: list[Callable[[Status], None]] = []
+        self._live = False
+        self._live_since_connect = False
+        self._error: str | None = None
+        self._last_contact: float | None = None
+        self.heartbeat_seconds = DEFAULT_HEARTBEAT_SECONDS
+        self.reconnects = 0
+        self.snapshots = 0
+        self._ready = threading.Event()
+        self._dirty = False
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._load_initial(bootstrap)
+
+    # -- reads: memory only ----------------------------------------------------------------
+
+    def get(self, key: str, default: JsonValue = None) -> JsonValue:
+        """The configuration value this service sees (its own, else the global), or default."""
+        value = self._cache.values.get(key, _MISSING)
+        return default if value is _MISSING else value
+
+    def is_enabled(self, flag_key: str, user_id: str | None = None, default: bool = False) -> bool:
+        flag = self._cache.flags.get(flag_key)
+        if flag is None:
+            return default
+        return evaluate(flag, user_id).enabled
+
+    def evaluation(self, flag_key: str, user_id: str | None = None) -> Evaluation | None:
+        """The full evaluation (enabled, reason, bucket), or None for an unknown flag."""
+        flag = self._cache.flags.get(flag_key)
+        return None if flag is None else evaluate(flag, user_id)
+
+    def all_configs(self) -> dict[str, JsonValue]:
+        return dict(self._cache.values)
+
+    def all_flags(self) -> dict[str, FlagState]:
+        return dict(self._cache.flags)
+
+    # -- freshness -------------------------------------------------------------------------
+
+    @property
+    def status(self) -> Status:
+        if not self._cache.loaded:
+            return Status.ERROR if self._error else Status.NOT_READY
+        age = self.last_contact_age
+        if self._live and age is not None and age <= 2 * self.heartbeat_seconds:
+            return Status.READY
+        return Status.STALE
+
+    @property
+    def cursor(self) -> str | None:
+        """The feed position the local copy reflects: `<epoch>:<revision>`."""
+        return self._cache.cursor
+
+    @property
+    def last_contact_age(self) -> float | None:
+        """Seconds since the server was last heard from (an event or a heartbeat)."""
+        return None if self._last_contact is None else time.monotonic() - self._last_contact
+
+    @property
+    def last_error(self) -> str | None:
+        return self._error
+
+    def on_change(self, callback: Callable[[Change], None]) -> Callable[[Change], None]:
+        """Call `callback(change)` after each change applied (from the client's own thread or
+        task: keep it short). Usable as a decorator."""
+        self._listeners.append(callback)
+        return callback
+
+    def on_status(self, callback: Callable[[Status], None]) -> None:
+        self._status_listeners.append(callback)
+
+    def wait_until_ready(self, timeout: float | None = None) -> bool:
+        """Block until the first live state arrives (True) or the timeout passes (False)."""
+        return self._ready.wait(timeout)
+
+    async def ready(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 - as the sync one
+        """`wait_until_ready` for async code."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._ready.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        self._stop = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="aurora-client")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def start(self) -> None:
+        """Keep the local copy fresh from a background thread (sync use)."""
+        if self._thread is not None:
+            return
+        started = threading.Event()
+
+        def run() -> None:
+            async def main() -> None:
+                self._loop = asyncio.get_running_loop()
+                self._stop = asyncio.Event()
+                started.set()
+                await self._run()
+
+            asyncio.run(main())
+
+        self._thread = threading.Thread(target=run, name="aurora-client", daemon=True)
+        self._thread.start()
+        started.wait(5)
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self._thread is None or self._loop is None or self._stop is None:
+            return
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+        self._thread = None
+
+    async def aclose(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+        if self._task is not None:
+            await asyncio.wait([self._task], timeout=5)
+            self._task.cancel()
+            self._task = None
+
+    # -- the stream ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        assert self._stop is not None
+        stop = self._stop
+        async with httpx.AsyncClient(transport=self._transport, headers=self._headers) as http:
+            persister = asyncio.create_task(self._persist_periodically(stop))
+            failures = 0
+            while not stop.is_set():
+                retry_hint = await self._stream_once(http, stop)
+                if stop.is_set():
+                    break
+                failures = 0 if self._live_since_connect else failures + 1
+                self._set_live(False)
+                # Full jitter: after a server restart, 1,000 clients spread over the window
+                # instead of reconnecting in lockstep.
+                window = min(self._backoff_cap, max(retry_hint, BACKOFF_BASE_SECONDS) * 2**failures)
+                delay = random.uniform(0, window)  # noqa: S311 - jitter, not security
+                self.reconnects += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+            persister.cancel()
+        await self._persist()
+
+    async def _stream_once(self, http: httpx.AsyncClient, stop: asyncio.Event) -> float:
+        """One connection, until it ends. Returns the server's retry hint in seconds."""
+        self._live_since_connect = False
+        retry_hint = BACKOFF_BASE_SECONDS
+        headers = {"Last-Event-ID": self._cache.cursor} if self._cache.cursor else {}
+        params = {"environment": self.environment}
+        if self.service_name:
+            params["service_name"] = self.service_name
+        # Silent for two heartbeats = stale: the read timeout ends the connection then.
+        timeout = httpx.Timeout(5.0, read=2 * self.heartbeat_seconds)
+        try:
+            async with aconnect_sse(
+                http, "GET", f"{self.base_url}/api/v1/stream",
+                params=params, headers=headers, timeout=timeout,
+            ) as source:  # fmt: skip
+                if source.response.status_code != 200:
+                    await source.response.aread()
+                    self._error = (
+                        f"HTTP {source.response.status_code}: {source.response.text[:200]}"
+                    )
+                    log.warning("aurora stream refused: %s", self._error)
+                    return retry_hint
+                stopper = asyncio.create_task(stop.wait())
+                async for sse in _until(source.aiter_sse(), stopper):
+                    if sse.retry is not None:
+                        retry_hint = sse.retry / 1000
+                    self._handle(sse)
+                stopper.cancel()
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            self._error = f"{type(exc).__name__}: {exc}"
+            log.info("aurora stream interrupted: %s", self._error)
+        return retry_hint
+
+    def _handle(self, sse: ServerSentEvent) -> None:
+        self._last_contact = time.monotonic()
+        if sse.event == "snapshot":
+            data = json.loads(sse.data)
+            self.heartbeat_seconds = float(data.get("heartbeat_seconds", self.heartbeat_seconds))
+            self.snapshots += 1
+            self._notify(self._cache.load(data))
+        elif sse.event in {"upsert", "delete"}:
+            self._notify(self._cache.apply(ChangeEvent.from_dict(json.loads(sse.data)), sse.id))
+        elif sse.event == "heartbeat":
+            data = json.loads(sse.data or "{}")
+            self.heartbeat_seconds = float(data.get("heartbeat_seconds", self.heartbeat_seconds))
+            if not self._live_since_connect:
+                return  # a heartbeat before our first state says nothing about our copy
+        else:
+            return
+        self._live_since_connect = True
+        self._error = None
+        self._set_live(True)
+        self._ready.set()
+
+    def _set_live(self, live: bool) -> None:
+        before = self.status
+        self._live = live
+        after = self.status
+        if after != before:
+            log.info("aurora client %s -> %s", before, after)
+            for listener in self._status_listeners:
+                try:
+                    listener(after)
+                except Exception:
+                    log.exception("aurora status listener failed")
+
+    def _notify(self, changes: list[Change]) -> None:
+        if changes:
+            self._dirty = True
+        for change in changes:
+            for listener in self._listeners:
+                try:
+                    listener(change)
+                except Exception:
+                    log.exception("aurora change listener failed for %s", change.key)
+
+    # -- bootstrap and persistence ---------------------------------------------------------
+
+    def _load_initial(self, bootstrap: str | os.PathLike[str] | Mapping[str, Any] | None) -> None:
+        """The last good state on disk wins (it carries a cursor to resume from), else the
+        bootstrap. Either way the client starts STALE until the server confirms it."""
+        for source in (self._cache_file, bootstrap):
+            if source is None:
+                continue
+            try:
+                if isinstance(source, Mapping):
+                    data: Mapping[str, Any] = source
+                else:
+                    data = json.loads(Path(source).read_text())
+                self._cache.load(data)
+                log.info(
+                    "aurora client starts from %s",
+                    "a dict" if isinstance(source, Mapping) else source,
+                )
+                return
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("aurora client could not load %s: %s", source, exc)
+
+    async def _persist_periodically(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await asyncio.sleep(PERSIST_EVERY_SECONDS)
+            await self._persist()
+
+    async def _persist(self) -> None:
+        if self._cache_file is None or not self._dirty or not self._cache.loaded:
+            return
+        self._dirty = False
+        await asyncio.to_thread(_write_atomically, self._cache_file, self._cache.snapshot())
+
+
+def _write_atomically(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(data, out)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+async def _until(events: Any, stopper: asyncio.Task[Any]) -> Any:
+    """Iterate the stream until it ends or `stopper` completes (the client is closing)."""
+    iterator = events.__aiter__()
+    while True:
+        step = asyncio.ensure_future(iterator.__anext__())
+        done, _ = await asyncio.wait({step, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if step not in done:
+            step.cancel()
+            return
+        try:
+            yield step.result()
+        except StopAsyncIteration:
+            return

@@ -1,0 +1,106 @@
+"""The SDK's local copy and reconnect policy, without a server."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from aurora_client import AuroraClient, Change, Status
+from aurora_client._cache import LocalCache
+from aurora_client.events import ChangeEvent
+
+
+def config(key: str, value: Any, service: str | None = None, version: int = 1) -> dict[str, Any]:
+    return {"config_key": key, "config_value": value, "environment": "production",
+            "service_name": service, "version": version}  # fmt: skip
+
+
+def flag(key: str, percentage: int, version: int = 1, enabled: bool = True) -> dict[str, Any]:
+    return {"flag_key": key, "environment": "production", "is_enabled": enabled,
+            "rollout_percentage": percentage, "version": version}  # fmt: skip
+
+
+SNAPSHOT = {
+    "cursor": "e:5",
+    "configs": [config("a", 1), config("b", 2), config("b", 20, "svc"), config("c", 3, "other")],
+    "flags": [flag("f", 100)],
+}
+
+
+def test_snapshot_resolves_the_service_view() -> None:
+    cache = LocalCache("production", "svc")
+    cache.load(SNAPSHOT)
+    assert cache.values == {"a": 1, "b": 20}  # its own b; not the other service's c
+    assert cache.cursor == "e:5"
+    assert cache.flags["f"].rollout_percentage == 100
+
+
+def test_changes_apply_by_version_and_report_what_the_service_sees() -> None:
+    cache = LocalCache("production", "svc")
+    cache.load(SNAPSHOT)
+    global_b = ChangeEvent(
+        "config", "upsert", "b", "production", None, 2, config("b", 99, version=2)
+    )
+    assert cache.apply(global_b, "e:6") == []  # shadowed by the service's own value
+    own_b = ChangeEvent("config", "delete", "b", "production", "svc", 2, None)
+    assert cache.apply(own_b, "e:7") == [Change("config", "b", 20, 99)]  # falls back to global
+    stale = ChangeEvent("config", "upsert", "b", "production", "svc", 1, config("b", 5, "svc"))
+    assert cache.apply(stale, "e:8") == []  # older than the delete
+    assert cache.values["b"] == 99
+    assert cache.cursor == "e:8"
+    gone = ChangeEvent("flag", "delete", "f", "production", None, 2, None)
+    (change,) = cache.apply(gone, "e:9")
+    assert (change.kind, change.key, change.new) == ("flag", "f", None)
+    assert "f" not in cache.flags
+
+
+def test_a_new_snapshot_reports_only_differences() -> None:
+    cache = LocalCache("production", None)
+    cache.load(SNAPSHOT)
+    changes = cache.load({**SNAPSHOT, "configs": [config("a", 1), config("b", 3, version=2)]})
+    assert changes == [Change("config", "b", 2, 3)]
+
+
+def test_reads_before_anything_is_loaded_give_defaults() -> None:
+    client = AuroraClient("http://127.0.0.1:9")
+    assert client.status is Status.NOT_READY
+    assert client.get("a", "fallback") == "fallback"
+    assert client.is_enabled("f", "1", default=True) is True
+    assert client.evaluation("f") is None
+
+
+def test_null_values_are_values_not_defaults() -> None:
+    client = AuroraClient("http://127.0.0.1:9", bootstrap={"configs": [config("n", None)]})
+    assert client.get("n", "default") is None
+    assert client.status is Status.STALE  # bootstrapped: serving, not confirmed live
+
+
+@pytest.mark.anyio
+async def test_reconnects_back_off_exponentially_with_full_jitter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    windows: list[float] = []
+
+    def uniform(low: float, high: float) -> float:
+        windows.append(high)
+        return 0.0
+
+    monkeypatch.setattr("aurora_client._client.random.uniform", uniform)
+    calls = 0
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        return httpx.Response(503, json={"title": "Service unavailable"})
+
+    client = AuroraClient("http://aurora", backoff_cap=4.0, transport=httpx.MockTransport(refuse))
+    async with client:
+        async with asyncio.timeout(5):
+            while len(windows) < 8:
+                await asyncio.sleep(0.001)
+    assert windows[:8] == [1.0, 2.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0]  # 0.5 s doubling, capped
+    assert client.status is Status.ERROR
+    assert "HTTP 503" in (client.last_error or "")
+    assert calls >= 8
