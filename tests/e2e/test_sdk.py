@@ -74,9 +74,8 @@ def test_a_change_reaches_listeners_and_reads_within_the_budget(instance: Instan
             assert (change.kind, change.key, change.new.rollout_percentage) == ("flag", "beta", 100)  # type: ignore[union-attr]
             assert at - sent < 1.0  # the propagation budget, with lots of slack for CI
             assert client.is_enabled("beta", "u1") is True
-            httpx.delete(
-                f"{server.url}{CONFIGS}/{httpx.get(f'{server.url}{CONFIGS}/key/limit', params={'service_name': 'billing'}).json()['id']}"
-            )
+            own = httpx.get(f"{server.url}{CONFIGS}/key/limit", params={"service_name": "billing"})
+            httpx.delete(f"{server.url}{CONFIGS}/{own.json()['id']}")
             eventually(lambda: client.get("limit") == 10, within=2, what="fallback to the global")
 
 
