@@ -218,3 +218,23 @@ class OutboxEntry(Base):
     environment: Mapped[str] = mapped_column(String(ENVIRONMENT_LENGTH))
     event: Mapped[Any] = mapped_column(Json)  # aurora_client.events.ChangeEvent.to_dict()
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class ApiToken(Base):
+    """An API token: only its SHA-256 is stored (tokens are 256-bit random, so a fast hash is
+    enough: there is nothing to brute-force); the token itself is shown once, at creation."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (
+        UniqueConstraint("name"),
+        UniqueConstraint("token_hash"),
+        {"mysql_charset": "utf8mb4", "mariadb_charset": "utf8mb4"},
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[Any] = mapped_column(Json)  # list of scope strings
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    created_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)

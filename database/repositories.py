@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from database.models import (
+    ApiToken,
     Configuration,
     FeatureFlag,
     HistoryEntry,
@@ -231,3 +232,21 @@ class OutboxRepository:
             select(func.count(), func.min(OutboxEntry.created_at))
         ).one()
         return int(count or 0), oldest
+
+
+class TokenRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def by_hash(self, token_hash: str) -> ApiToken | None:
+        return self._session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash))
+
+    def by_name(self, name: str) -> ApiToken | None:
+        return self._session.scalar(select(ApiToken).where(ApiToken.name == name))
+
+    def all(self) -> Sequence[ApiToken]:
+        return self._session.scalars(select(ApiToken).order_by(ApiToken.name)).all()
+
+    def add(self, token: ApiToken) -> None:
+        self._session.add(token)
+        self._session.flush()

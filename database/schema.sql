@@ -6,7 +6,7 @@
 -- ordered by version and time, never by id.
 -- `python -m service migrate` is the alternative: it applies the Alembic migrations and records
 -- the revision, so later migrations apply on top. A database created from this file can be
--- adopted by Alembic by stamping the latest revision (0002).
+-- adopted by Alembic by stamping the latest revision (0003).
 
 -- Configurations. service_name NULL is the environment's global value; service_scope holds ''
 -- for it, because unique indexes treat NULLs as distinct: two globals with one key must clash.
@@ -83,3 +83,17 @@ CREATE TABLE IF NOT EXISTS change_outbox (
 ) DEFAULT CHARSET = utf8mb4;
 
 CREATE INDEX ix_change_outbox_created_at ON change_outbox (created_at);
+
+-- API tokens (migration 0003): only the SHA-256 of each token is stored.
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id BIGINT NOT NULL AUTO_INCREMENT,
+    name VARCHAR(200) NOT NULL,
+    token_hash VARCHAR(64) NOT NULL,
+    scopes JSON NOT NULL,
+    created_at DATETIME(6) NOT NULL,
+    created_by VARCHAR(200) NOT NULL,
+    revoked_at DATETIME(6) NULL,
+    CONSTRAINT pk_api_tokens PRIMARY KEY (id),
+    CONSTRAINT uq_api_tokens_name UNIQUE (name),
+    CONSTRAINT uq_api_tokens_token_hash UNIQUE (token_hash)
+) DEFAULT CHARSET = utf8mb4;

@@ -13,6 +13,7 @@ from database.repositories import (
     FlagRepository,
     HistoryRepository,
     OutboxRepository,
+    TokenRepository,
 )
 
 #: A committed change and the id of its outbox row.
@@ -24,6 +25,7 @@ class UnitOfWork(Protocol):
     flags: FlagRepository
     history: HistoryRepository
     outbox: OutboxRepository
+    tokens: TokenRepository
     published: list[Published]  # filled by commit(): the changes it made durable
 
     def __enter__(self) -> Self: ...
@@ -52,6 +54,7 @@ class SqlUnitOfWork:
         self.flags = FlagRepository(self._session)
         self.history = HistoryRepository(self._session)
         self.outbox = OutboxRepository(self._session)
+        self.tokens = TokenRepository(self._session)
         self.published = []
         return self
 

@@ -1,42 +1,104 @@
-"""`python -m service` serves the API; `python -m service migrate` applies the schema."""
+"""Aurora Config.
+
+python -m service                    serve the API (HOST:PORT)
+python -m service migrate            apply the schema to DATABASE_URL
+python -m service tokens create NAME --scope admin [--scope read:staging ...]
+python -m service tokens list
+python -m service tokens revoke NAME
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import uvicorn
 
-from database.engine import make_engine
+from database.engine import make_engine, make_sessions
 from database.migrations import upgrade_to_head
+from database.uow import SqlUnitOfWork
 from service.app import create_app
+from service.errors import AuroraError
+from service.logs import configure_logging
+from service.principal import parse_scopes
 from service.settings import Settings
+from service.usecases import tokens
+
+log = logging.getLogger("service")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate"])
-    args = parser.parse_args(argv)
-    settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m service", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve the API (the default)")
+    commands.add_parser("migrate", help="apply the schema to DATABASE_URL")
+    token = commands.add_parser("tokens", help="manage API tokens").add_subparsers(
+        dest="action", required=True
+    )
+    create = token.add_parser("create", help="create a token and print it (shown only once)")
+    create.add_argument("name")
+    create.add_argument("--scope", action="append", required=True, dest="scopes",
+                        help="admin, read, read:<env> or write:<env>; repeatable")  # fmt: skip
+    token.add_parser("list", help="list tokens (never their secrets)")
+    revoke = token.add_parser("revoke", help="revoke a token")
+    revoke.add_argument("name")
+    return parser
+
+
+def _tokens(args: argparse.Namespace, settings: Settings) -> int:
+    engine = make_engine(settings.database_url)
+    uow = SqlUnitOfWork(make_sessions(engine))
+    try:
+        if settings.embedded:
+            upgrade_to_head(engine)
+        if args.action == "create":
+            scopes = parse_scopes(args.scopes, settings.environments)
+            issued = tokens.create(uow, name=args.name, scopes=scopes, actor="cli")
+            print(issued.secret)
+            log.info("created token %r with scopes %s", args.name, ",".join(sorted(scopes)))
+        elif args.action == "list":
+            for token in tokens.list_all(uow):
+                state = f"revoked {token.revoked_at:%Y-%m-%d}" if token.revoked_at else "active"
+                print(f"{token.name}\t{','.join(token.scopes)}\t{state}")
+        else:
+            tokens.revoke(uow, args.name)
+            log.info("revoked token %r", args.name)
+    except AuroraError as exc:
+        log.error("%s", exc.detail)
+        return 1
+    finally:
+        engine.dispose()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings()
+    configure_logging(settings)
+    if args.command == "tokens":
+        return _tokens(args, settings)
     if args.command == "migrate":
         engine = make_engine(settings.database_url)
         try:
             upgrade_to_head(engine)
         finally:
             engine.dispose()
-        logging.getLogger("service").info("schema is at the latest migration")
-        return
+        log.info("schema is at the latest migration")
+        return 0
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_level=settings.log_level.lower(),
+        log_config=None,  # ours (service/logs.py)
+        access_log=False,  # one structured line per request comes from service/logs.py
         timeout_graceful_shutdown=10,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

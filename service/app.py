@@ -11,12 +11,15 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 
 from fastapi import APIRouter, FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from service import problems
+from service.auth import AuthMiddleware
 from service.deps import Rules
 from service.fast import FastReads
 from service.limits import BodyLimit
-from service.routers import configurations, flags, health, stream
+from service.observability import Metrics, Observability
+from service.routers import configurations, flags, health, stream, tokens
 from service.runtime import Runtime
 from service.settings import Settings
 
@@ -47,7 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             runtime.feed,
             runtime.streams,
         )
-        state.shutdown = runtime.shutdown
+        state.shutdown, state.auth = runtime.shutdown, runtime.auth
+        state.metrics.runtime = runtime
         await runtime.start()
         try:
             yield
@@ -63,16 +67,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.rules = Rules.of(settings)
     app.state.started = time.monotonic()
+    app.state.metrics = Metrics()
     # Names this process in Redis CLIENT LIST and /status.
     app.state.instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     problems.install(app)
+    # Added innermost first: a request meets Observability, AuthMiddleware, FastReads, CORS,
+    # BodyLimit, then the routes.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(FastReads)  # outermost: the hottest reads skip the rest of the stack
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "Last-Event-ID"],
+            expose_headers=["ETag", "X-Aurora-Propagation"],
+        )
+    app.add_middleware(FastReads)  # the hottest reads skip the rest of the stack
+    app.add_middleware(AuthMiddleware)
+    app.add_middleware(Observability)  # outermost: times and logs everything, refusals too
 
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(configurations.router)
     api.include_router(flags.router)
     api.include_router(stream.router)
+    api.include_router(tokens.router)
     app.include_router(api)
     app.include_router(health.router)
     return app

@@ -8,15 +8,14 @@ from typing import Annotated, Any
 from aurora_client.state import JsonValue
 from fastapi import Depends, Header, Path, Query, Request, Response
 
-from service.errors import InvalidInput
+from service.errors import InvalidInput, Unauthenticated
 from service.etag import IfMatch
+from service.principal import Principal
 from service.propagation import Propagator, Written
 from service.reads import Reads
 from service.schemas import check_key, check_service, check_value
 from service.settings import Settings
 from service.store import Store
-
-ANONYMOUS = "anonymous"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,15 +116,29 @@ def key_path(key: Annotated[str, Path(description="The key; it may contain '/'")
         raise InvalidInput(f"key {key[:64]!r}: {exc}") from None
 
 
-def actor_header(
-    x_aurora_actor: Annotated[
-        str | None,
-        Header(max_length=200, description="Who makes the change, for the audit history"),
-    ] = None,
+def get_principal(request: Request) -> Principal:
+    """Who is asking: set by AuthMiddleware (the token's name is the actor in history)."""
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:  # never silently anonymous
+        raise Unauthenticated("the request was not authenticated")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def readable_environment(
+    env: Annotated[str, Depends(environment_query)], principal: PrincipalDep
 ) -> str:
-    # Until tokens arrive (issue 6) the actor is declared by the caller; then it will be the
-    # token's name and this header will be ignored.
-    return x_aurora_actor.strip() or ANONYMOUS if x_aurora_actor else ANONYMOUS
+    principal.require_read(env)
+    return env
+
+
+def readable_filter(
+    env: Annotated[str | None, Depends(environment_filter)], principal: PrincipalDep
+) -> str | None:
+    principal.require_read(env)
+    return env
 
 
 def if_match_header(
@@ -138,8 +151,8 @@ def if_match_header(
 
 
 EnvQuery = Annotated[str, Depends(environment_query)]
-EnvFilter = Annotated[str | None, Depends(environment_filter)]
+ReadableEnv = Annotated[str, Depends(readable_environment)]
+ReadableFilter = Annotated[str | None, Depends(readable_filter)]
 ServiceQuery = Annotated[str | None, Depends(service_query)]
 KeyPath = Annotated[str, Depends(key_path)]
-ActorDep = Annotated[str, Depends(actor_header)]
 IfMatchDep = Annotated[IfMatch | None, Depends(if_match_header)]

@@ -2,6 +2,8 @@
 
     AuroraError                    500 (never raised for bad input)
     ├── InvalidInput               422  a value the schema accepts but the rules do not
+    ├── Unauthenticated            401  no token, or not a valid one
+    ├── Forbidden                  403  a valid token without the scope for this
     ├── NotFound                   404  no such configuration, flag or history
     ├── AlreadyExists              409  the scope or key is taken
     ├── VersionMismatch            412  If-Match no longer matches the current version
@@ -33,6 +35,14 @@ class AuroraError(Exception):
 
 class InvalidInput(AuroraError):
     status, title, slug = 422, "Invalid input", "invalid-input"
+
+
+class Unauthenticated(AuroraError):
+    status, title, slug = 401, "Unauthenticated", "unauthenticated"
+
+
+class Forbidden(AuroraError):
+    status, title, slug = 403, "Forbidden", "forbidden"
 
 
 class NotFound(AuroraError):

@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from service.deps import Rules
 from service.errors import AuroraError
 from service.etag import format_etag
+from service.principal import Principal
 from service.reads import Reads
 from service.schemas import check_key, check_service
 
@@ -56,6 +57,9 @@ class FastReads:
         environment = query.get("environment", rules.default_environment)
         if environment not in rules.environments or reads.replica.copy(environment) is None:
             return None
+        principal: Principal | None = scope.get("state", {}).get("principal")
+        if principal is None or not principal.can_read(environment):
+            return None  # the route answers 401/403
         try:
             if path.startswith(CHECK):
                 answer = await self._check(reads, environment, path[len(CHECK) :], query)
@@ -65,6 +69,7 @@ class FastReads:
             return None  # the route answers it, with the right problem document
         if answer is not None:
             reads.served["fast_path"] += 1
+            scope["aurora.route"] = CHECK + "{key}" if path.startswith(CHECK) else VALUE + "{key}"
         return answer
 
     @staticmethod

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Concatenate, Generic, ParamSpec, TypeVar
@@ -62,6 +63,7 @@ class Propagator:
         self._poke = asyncio.Event()
         self._building: dict[str, asyncio.Lock] = {}
         self.rebuilds = 0
+        self.outcomes: Counter[str] = Counter()  # complete / pending, for /metrics
 
     async def write(
         self,
@@ -71,7 +73,10 @@ class Propagator:
     ) -> Written[T]:
         """Run a write use case; once committed, propagate its changes (briefly waited for)."""
         value, published = await self.store.run_and_publish(use_case, *args, **kwargs)
-        return Written(value, await self.propagate(published))
+        propagated = await self.propagate(published)
+        if published:
+            self.outcomes["complete" if propagated else "pending"] += 1
+        return Written(value, propagated)
 
     async def propagate(self, published: Sequence[Published]) -> bool:
         if not published:

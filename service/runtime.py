@@ -20,6 +20,7 @@ from cache.replica import Replica
 from cache.stream import Streams
 from database.engine import make_engine
 from database.migrations import upgrade_to_head
+from service.auth import Authenticator
 from service.propagation import Propagator
 from service.reads import Reads
 from service.settings import Settings
@@ -61,6 +62,7 @@ class Runtime:
     feed: ChangeFeed
     reads: Reads
     streams: Streams
+    auth: Authenticator
     # Set by sse-starlette when the server begins to exit (and by stop()): streams end then.
     shutdown: anyio.Event = field(default_factory=anyio.Event)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -113,6 +115,14 @@ class Runtime:
             propagator=propagator,
             feed=feed,
             reads=Reads(store, read_model, replica, CircuitBreaker()),
+            auth=Authenticator(
+                store,
+                enabled=settings.auth_enabled,
+                admin_token=settings.admin_token.get_secret_value()
+                if settings.admin_token
+                else None,
+                cache_seconds=settings.token_cache_seconds,
+            ),
             streams=Streams(
                 read_model, replica, broadcaster, heartbeat_seconds=settings.sse_heartbeat_seconds
             ),
@@ -134,6 +144,12 @@ class Runtime:
         ]
         with contextlib.suppress(TimeoutError):  # serve anyway: reads fall back to Redis, SQL
             await asyncio.wait_for(self.feed.connected.wait(), settings.replica_wait_seconds)
+        if not settings.auth_enabled:
+            log.warning(
+                "AUTHENTICATION IS DISABLED: anyone who can reach this port can change every "
+                "configuration and flag (%s). Set AURORA_AUTH=enabled and AURORA_ADMIN_TOKEN.",
+                "embedded default" if settings.auth is None else "AURORA_AUTH=disabled",
+            )
         log.info(
             "aurora-config ready: database=%s redis=%s environments=%s replica=%s",
             settings.database_backend,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_ENVIRONMENTS = ("development", "staging", "production")
@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     write_retries: int = Field(default=5, ge=1, le=20)
     log_level: str = "INFO"
 
+    # Access control. Unset: enabled, except on the embedded SQLite default (which says so
+    # loudly at start); a server database runs open only with an explicit AURORA_AUTH=disabled.
+    auth: Literal["enabled", "disabled"] | None = None
+    admin_token: SecretStr | None = None  # an admin token that lives only in the environment
+    token_cache_seconds: float = Field(default=5.0, ge=0)
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()  # closed by default
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    log_format: Literal["json", "text"] | None = None  # unset: text on SQLite, else JSON
+
     # Read model (issue #4). Without REDIS_URL an in-process Redis (fakeredis) stands in:
     # the same code, single process only.
     redis_prefix: str = Field(default="aurora:", pattern=r"^[A-Za-z0-9:._-]{1,64}$")
@@ -56,9 +65,9 @@ class Settings(BaseSettings):
     sse_queue_size: int = Field(default=1000, ge=10)
     sse_send_timeout_seconds: float = Field(default=10.0, gt=0)
 
-    @field_validator("environments", mode="before")
+    @field_validator("environments", "cors_origins", mode="before")
     @classmethod
-    def _split_environments(cls, value: object) -> object:
+    def _split_lists(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
@@ -80,3 +89,16 @@ class Settings(BaseSettings):
     @property
     def database_backend(self) -> str:
         return self.database_url.split(":", 1)[0].split("+", 1)[0]
+
+    @property
+    def embedded(self) -> bool:
+        """The `make run` default: a SQLite file, no servers."""
+        return self.database_backend == "sqlite"
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.auth == "enabled" or (self.auth is None and not self.embedded)
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log_format == "json" or (self.log_format is None and not self.embedded)

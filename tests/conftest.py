@@ -59,6 +59,8 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:
+    """Authentication is off unless a test asks for it (tests/integration/test_auth.py does)."""
+    overrides.setdefault("auth", "disabled")
     return Settings(_env_file=None, database_url=database_url, **overrides)  # type: ignore[call-arg,arg-type]
 
 

@@ -9,11 +9,12 @@ from fastapi import APIRouter, Path, Query, Response, status
 
 from service.deps import (
     PROPAGATION_HEADER,
-    ActorDep,
-    EnvFilter,
     EnvQuery,
     IfMatchDep,
     KeyPath,
+    PrincipalDep,
+    ReadableEnv,
+    ReadableFilter,
     ReadsDep,
     RulesDep,
     ServiceQuery,
@@ -54,7 +55,7 @@ def _shown(response: Response, item: Any, written: Written[Any] | None = None) -
     "/", status_code=status.HTTP_201_CREATED, response_model=ConfigOut, responses={201: WRITTEN}
 )
 async def create_configuration(
-    body: ConfigCreate, writes: WritesDep, rules: RulesDep, actor: ActorDep, response: Response
+    body: ConfigCreate, writes: WritesDep, rules: RulesDep, actor: PrincipalDep, response: Response
 ) -> ConfigOut:
     written = await writes.write(
         configs.create,
@@ -71,7 +72,7 @@ async def create_configuration(
 @router.get("/", response_model=PageOut[ConfigOut])
 async def list_configurations(
     store: StoreDep,
-    env: EnvFilter,
+    env: ReadableFilter,
     service: ServiceQuery,
     key_prefix: Annotated[str | None, Query(max_length=200)] = None,
     limit: Limit = 100,
@@ -92,7 +93,7 @@ async def list_configurations(
 
 @router.get("/bulk", response_model=dict[str, JsonValue])
 async def bulk_values(
-    reads: ReadsDep, env: EnvQuery, service: ServiceQuery
+    reads: ReadsDep, env: ReadableEnv, service: ServiceQuery
 ) -> dict[str, JsonValue]:
     """Every key visible to the service as a flat object; its own values override globals."""
     return await reads.bulk_configs(env, service)
@@ -100,7 +101,7 @@ async def bulk_values(
 
 @router.get("/key/{key:path}", response_model=ConfigOut)
 async def get_by_key(
-    key: KeyPath, reads: ReadsDep, env: EnvQuery, service: ServiceQuery, response: Response
+    key: KeyPath, reads: ReadsDep, env: ReadableEnv, service: ServiceQuery, response: Response
 ) -> ConfigOut:
     """The configuration stored in exactly this scope (no fallback to the global)."""
     return _shown(response, await reads.config(env, service, key))
@@ -114,7 +115,7 @@ async def set_value(
     rules: RulesDep,
     env: EnvQuery,
     service: ServiceQuery,
-    actor: ActorDep,
+    actor: PrincipalDep,
     if_match: IfMatchDep,
     response: Response,
 ) -> ConfigOut:
@@ -136,7 +137,7 @@ async def set_value(
 
 @router.get("/value/{key:path}", response_model=ValueOut)
 async def get_value(
-    key: KeyPath, reads: ReadsDep, env: EnvQuery, service: ServiceQuery, response: Response
+    key: KeyPath, reads: ReadsDep, env: ReadableEnv, service: ServiceQuery, response: Response
 ) -> ValueOut:
     """The value the service sees: its own if set, else the environment's global."""
     resolved = await reads.resolve(env, service, key)
@@ -152,8 +153,12 @@ async def get_value(
 
 
 @router.get("/{config_id}", response_model=ConfigOut)
-async def get_configuration(config_id: Id, store: StoreDep, response: Response) -> ConfigOut:
-    return _shown(response, await store.run(configs.get, config_id))
+async def get_configuration(
+    config_id: Id, store: StoreDep, principal: PrincipalDep, response: Response
+) -> ConfigOut:
+    config = await store.run(configs.get, config_id)
+    principal.require_read(config.environment)
+    return _shown(response, config)
 
 
 @router.put("/{config_id}", response_model=ConfigOut, responses={200: WRITTEN})
@@ -162,7 +167,7 @@ async def update_configuration(
     body: ConfigUpdate,
     writes: WritesDep,
     rules: RulesDep,
-    actor: ActorDep,
+    actor: PrincipalDep,
     if_match: IfMatchDep,
     response: Response,
 ) -> ConfigOut:
@@ -175,13 +180,17 @@ async def update_configuration(
 
 @router.delete("/{config_id}", status_code=status.HTTP_204_NO_CONTENT, responses={204: WRITTEN})
 async def delete_configuration(
-    config_id: Id, writes: WritesDep, actor: ActorDep, if_match: IfMatchDep, response: Response
+    config_id: Id, writes: WritesDep, actor: PrincipalDep, if_match: IfMatchDep, response: Response
 ) -> None:
     written = await writes.write(configs.delete, config_id, if_match=if_match, actor=actor)
     mark_propagation(response, written)
 
 
 @router.get("/{config_id}/history", response_model=list[HistoryOut])
-async def configuration_history(config_id: Id, store: StoreDep) -> list[HistoryOut]:
+async def configuration_history(
+    config_id: Id, store: StoreDep, principal: PrincipalDep
+) -> list[HistoryOut]:
     """Every change, newest first; still answers after the configuration is deleted."""
-    return [HistoryOut.of(e) for e in await store.run(configs.history, config_id)]
+    entries = await store.run(configs.history, config_id)
+    principal.require_read(entries[0].environment)
+    return [HistoryOut.of(e) for e in entries]

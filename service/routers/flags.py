@@ -8,11 +8,12 @@ from fastapi import APIRouter, Path, Query, Response, status
 
 from service.deps import (
     PROPAGATION_HEADER,
-    ActorDep,
-    EnvFilter,
     EnvQuery,
     IfMatchDep,
     KeyPath,
+    PrincipalDep,
+    ReadableEnv,
+    ReadableFilter,
     ReadsDep,
     RulesDep,
     StoreDep,
@@ -57,7 +58,7 @@ def _shown(response: Response, item: Any, written: Written[Any] | None = None) -
     "/", status_code=status.HTTP_201_CREATED, response_model=FlagOut, responses={201: WRITTEN}
 )
 async def create_flag(
-    body: FlagCreate, writes: WritesDep, rules: RulesDep, actor: ActorDep, response: Response
+    body: FlagCreate, writes: WritesDep, rules: RulesDep, actor: PrincipalDep, response: Response
 ) -> FlagOut:
     written = await writes.write(
         flags.create,
@@ -75,7 +76,7 @@ async def create_flag(
 @router.get("/", response_model=PageOut[FlagOut])
 async def list_flags(
     store: StoreDep,
-    env: EnvFilter,
+    env: ReadableFilter,
     key_prefix: Annotated[str | None, Query(max_length=200)] = None,
     limit: Limit = 100,
     offset: Offset = 0,
@@ -89,21 +90,21 @@ async def list_flags(
 
 
 @router.get("/bulk", response_model=dict[str, bool])
-async def bulk_flags(reads: ReadsDep, env: EnvQuery, user_id: UserId = None) -> dict[str, bool]:
+async def bulk_flags(reads: ReadsDep, env: ReadableEnv, user_id: UserId = None) -> dict[str, bool]:
     """Every flag of the environment, evaluated for the user when one is given."""
     return await reads.bulk_flags(env, user_id)
 
 
 @router.get("/key/{key:path}", response_model=FlagOut)
 async def get_flag_by_key(
-    key: KeyPath, reads: ReadsDep, env: EnvQuery, response: Response
+    key: KeyPath, reads: ReadsDep, env: ReadableEnv, response: Response
 ) -> FlagOut:
     return _shown(response, await reads.flag(env, key))
 
 
 @router.get("/evaluate/{key:path}", response_model=EvaluationOut)
 async def evaluate_flag(
-    key: KeyPath, reads: ReadsDep, env: EnvQuery, user_id: UserId = None
+    key: KeyPath, reads: ReadsDep, env: ReadableEnv, user_id: UserId = None
 ) -> EvaluationOut:
     found = await reads.evaluate(env, key, user_id)
     return EvaluationOut(
@@ -120,7 +121,7 @@ async def evaluate_flag(
 
 @router.get("/check/{key:path}", response_model=CheckOut)
 async def check_flag(
-    key: KeyPath, reads: ReadsDep, env: EnvQuery, user_id: UserId = None
+    key: KeyPath, reads: ReadsDep, env: ReadableEnv, user_id: UserId = None
 ) -> CheckOut:
     return CheckOut(enabled=(await reads.evaluate(env, key, user_id)).result.enabled)
 
@@ -130,7 +131,7 @@ async def toggle_flag(
     key: KeyPath,
     writes: WritesDep,
     env: EnvQuery,
-    actor: ActorDep,
+    actor: PrincipalDep,
     if_match: IfMatchDep,
     response: Response,
     enabled: Annotated[
@@ -149,7 +150,7 @@ async def set_rollout(
     percentage: Annotated[Percentage, Query(description="0..100")],
     writes: WritesDep,
     env: EnvQuery,
-    actor: ActorDep,
+    actor: PrincipalDep,
     if_match: IfMatchDep,
     response: Response,
 ) -> FlagOut:
@@ -160,8 +161,12 @@ async def set_rollout(
 
 
 @router.get("/{flag_id}", response_model=FlagOut)
-async def get_flag(flag_id: Id, store: StoreDep, response: Response) -> FlagOut:
-    return _shown(response, await store.run(flags.get, flag_id))
+async def get_flag(
+    flag_id: Id, store: StoreDep, principal: PrincipalDep, response: Response
+) -> FlagOut:
+    flag = await store.run(flags.get, flag_id)
+    principal.require_read(flag.environment)
+    return _shown(response, flag)
 
 
 @router.put("/{flag_id}", response_model=FlagOut, responses={200: WRITTEN})
@@ -169,7 +174,7 @@ async def update_flag(
     flag_id: Id,
     body: FlagUpdate,
     writes: WritesDep,
-    actor: ActorDep,
+    actor: PrincipalDep,
     if_match: IfMatchDep,
     response: Response,
 ) -> FlagOut:
@@ -181,13 +186,15 @@ async def update_flag(
 
 @router.delete("/{flag_id}", status_code=status.HTTP_204_NO_CONTENT, responses={204: WRITTEN})
 async def delete_flag(
-    flag_id: Id, writes: WritesDep, actor: ActorDep, if_match: IfMatchDep, response: Response
+    flag_id: Id, writes: WritesDep, actor: PrincipalDep, if_match: IfMatchDep, response: Response
 ) -> None:
     written = await writes.write(flags.delete, flag_id, if_match=if_match, actor=actor)
     mark_propagation(response, written)
 
 
 @router.get("/{flag_id}/history", response_model=list[HistoryOut])
-async def flag_history(flag_id: Id, store: StoreDep) -> list[HistoryOut]:
+async def flag_history(flag_id: Id, store: StoreDep, principal: PrincipalDep) -> list[HistoryOut]:
     """Every change, newest first; still answers after the flag is deleted."""
-    return [HistoryOut.of(e) for e in await store.run(flags.history, flag_id)]
+    entries = await store.run(flags.history, flag_id)
+    principal.require_read(entries[0].environment)
+    return [HistoryOut.of(e) for e in entries]

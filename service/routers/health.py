@@ -7,10 +7,12 @@ import time
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from redis.exceptions import RedisError
 
+from database.models import utcnow
 from service.deps import StoreDep
 from service.errors import Unavailable
 from service.usecases import outbox
@@ -117,4 +119,29 @@ async def service_status(request: Request, store: StoreDep) -> Status:
         },
         outbox=backlog,
         stream={"subscribers": state.broadcaster.counts(), "dropped": state.broadcaster.dropped},
+    )
+
+
+@router.get("/metrics", response_class=PlainTextResponse, include_in_schema=True)
+async def metrics(request: Request, store: StoreDep) -> PlainTextResponse:
+    """Prometheus metrics (text format 0.0.4)."""
+    state = request.app.state
+    probes = state.metrics.probes
+    probes["redis_up"] = 1.0 if await _redis_health(request) == "ok" else 0.0
+    try:
+        pending, oldest = await store.run(outbox.backlog)
+        probes["database_up"], probes["outbox_pending"] = 1.0, float(pending)
+        age = (utcnow() - oldest).total_seconds() if oldest else 0.0
+        probes["outbox_oldest_age_seconds"] = max(0.0, age)
+    except Unavailable:
+        probes["database_up"] = 0.0
+        probes.pop("outbox_pending", None)
+        probes.pop("outbox_oldest_age_seconds", None)
+    for environment in state.settings.environments:
+        try:
+            probes[f"revision:{environment}"] = float(await state.read_model.revision(environment))
+        except (RedisError, OSError):
+            probes[f"revision:{environment}"] = None
+    return PlainTextResponse(
+        generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST
     )

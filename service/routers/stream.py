@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from cache.stream import StreamUnavailable
-from service.deps import EnvQuery, ServiceQuery
+from service.deps import ReadableEnv, ServiceQuery
 from service.errors import Unavailable
 
 router = APIRouter(tags=["stream"])
@@ -33,7 +33,7 @@ router = APIRouter(tags=["stream"])
 )
 async def stream_changes(
     request: Request,
-    env: EnvQuery,
+    env: ReadableEnv,
     service: ServiceQuery,
     last_event_id: Annotated[str | None, Header(max_length=200)] = None,
 ) -> EventSourceResponse:

@@ -10,6 +10,7 @@ from database.models import Configuration, FeatureFlag, utcnow
 from database.repositories import Action, ItemKind
 from database.uow import UnitOfWork
 from service.etag import IfMatch, check_if_match
+from service.principal import Principal
 
 Item = Configuration | FeatureFlag
 
@@ -32,7 +33,7 @@ def record(
     action: Action,
     *,
     old: dict[str, Any] | None,
-    actor: str,
+    actor: Principal,
 ) -> None:
     """Audit the change and queue it for the read model, in the change's own transaction."""
     new = None if action == "delete" else item.snapshot()
@@ -46,7 +47,7 @@ def record(
         version=item.version,
         old=old,
         new=new,
-        actor=actor,
+        actor=actor.name,
     )
     uow.outbox.add(
         ChangeEvent(
@@ -61,15 +62,16 @@ def record(
     )
 
 
-def stamp_new(item: Item, uow: UnitOfWork, actor: str) -> None:
+def stamp_new(item: Item, uow: UnitOfWork, actor: Principal) -> None:
     """Version 1 for a key never seen in its scope, else one past its last (deleted) version."""
+    actor.require_write(item.environment)
     now = utcnow()
     item.version = (
         uow.history.last_version(kind_of(item), item.environment, service_of(item), key_of(item))
         + 1
     )
     item.created_at = item.updated_at = now
-    item.created_by = item.updated_by = actor
+    item.created_by = item.updated_by = actor.name
 
 
 def apply_update(
@@ -78,10 +80,11 @@ def apply_update(
     changes: dict[str, Any],
     *,
     if_match: IfMatch | None,
-    actor: str,
+    actor: Principal,
 ) -> bool:
     """Apply field changes as one new version. Returns False (and writes nothing) when no field
     actually changes: an idempotent PUT does not bump the version or add history."""
+    actor.require_write(item.environment)
     check_if_match(if_match, item.version)
     effective = {name: value for name, value in changes.items() if getattr(item, name) != value}
     if not effective:
@@ -91,19 +94,22 @@ def apply_update(
         setattr(item, name, value)
     item.version += 1
     item.updated_at = utcnow()
-    item.updated_by = actor
+    item.updated_by = actor.name
     record(uow, item, "update", old=before, actor=actor)
     return True
 
 
-def apply_delete(uow: UnitOfWork, item: Item, *, if_match: IfMatch | None, actor: str) -> None:
+def apply_delete(
+    uow: UnitOfWork, item: Item, *, if_match: IfMatch | None, actor: Principal
+) -> None:
+    actor.require_write(item.environment)
     check_if_match(if_match, item.version)
     before = item.snapshot()
     # The delete is a change of its own: one version past the last, so consumers ordering by
     # version see the tombstone after every earlier state.
     item.version += 1
     item.updated_at = utcnow()
-    item.updated_by = actor
+    item.updated_by = actor.name
     record(uow, item, "delete", old=before, actor=actor)
     if isinstance(item, Configuration):
         uow.configs.delete(item)

@@ -14,6 +14,7 @@ from database.models import Configuration, HistoryEntry, scope_of
 from database.uow import UnitOfWork
 from service.errors import NotFound, config_missing, config_taken, value_missing
 from service.etag import IfMatch, check_if_match
+from service.principal import Principal
 from service.usecases.changes import apply_delete, apply_update, record, stamp_new
 
 
@@ -32,8 +33,9 @@ def create(
     key: str,
     value: JsonValue,
     description: str | None,
-    actor: str,
+    actor: Principal,
 ) -> Configuration:
+    actor.require_write(env)
     with uow:
         if uow.configs.get_by_scope(env, service, key) is not None:
             raise config_taken(env, service, key)
@@ -117,7 +119,7 @@ def update(
     changes: dict[str, Any],
     *,
     if_match: IfMatch | None,
-    actor: str,
+    actor: Principal,
 ) -> Configuration:
     with uow:
         config = _get(uow, config_id)
@@ -141,9 +143,10 @@ def set_value(
     value: JsonValue,
     description: str | None,
     if_match: IfMatch | None,
-    actor: str,
+    actor: Principal,
 ) -> SetResult:
     """Upsert one scope's value. A description of None leaves an existing one unchanged."""
+    actor.require_write(env)
     with uow:
         config = uow.configs.get_by_scope(env, service, key)
         if config is not None:
@@ -174,7 +177,7 @@ def set_value(
         return SetResult(config, created=True)
 
 
-def delete(uow: UnitOfWork, config_id: int, *, if_match: IfMatch | None, actor: str) -> None:
+def delete(uow: UnitOfWork, config_id: int, *, if_match: IfMatch | None, actor: Principal) -> None:
     with uow:
         apply_delete(uow, _get(uow, config_id), if_match=if_match, actor=actor)
         uow.commit()

@@ -13,6 +13,7 @@ from database.models import FeatureFlag, HistoryEntry
 from database.uow import UnitOfWork
 from service.errors import AlreadyExists, NotFound, flag_missing
 from service.etag import IfMatch
+from service.principal import Principal
 from service.usecases.changes import apply_delete, apply_update, record, stamp_new
 
 
@@ -39,8 +40,9 @@ def create(
     description: str | None,
     is_enabled: bool,
     rollout_percentage: int,
-    actor: str,
+    actor: Principal,
 ) -> FeatureFlag:
+    actor.require_write(env)
     with uow:
         taken = f"feature flag {key!r} already exists in environment {env!r}"
         if uow.flags.get_by_key(env, key) is not None:
@@ -96,7 +98,12 @@ def bulk(uow: UnitOfWork, env: str, user_id: str | None) -> dict[str, bool]:
 
 
 def update(
-    uow: UnitOfWork, flag_id: int, changes: dict[str, Any], *, if_match: IfMatch | None, actor: str
+    uow: UnitOfWork,
+    flag_id: int,
+    changes: dict[str, Any],
+    *,
+    if_match: IfMatch | None,
+    actor: Principal,
 ) -> FeatureFlag:
     with uow:
         flag = _get(uow, flag_id)
@@ -112,9 +119,10 @@ def toggle(
     *,
     enabled: bool | None,
     if_match: IfMatch | None,
-    actor: str,
+    actor: Principal,
 ) -> FeatureFlag:
     """Flip the flag, or set it to `enabled` when given (idempotent, safe for automation)."""
+    actor.require_write(env)
     with uow:
         flag = _get_by_key(uow, env, key)
         target = (not flag.is_enabled) if enabled is None else enabled
@@ -124,8 +132,15 @@ def toggle(
 
 
 def set_rollout(
-    uow: UnitOfWork, env: str, key: str, percentage: int, *, if_match: IfMatch | None, actor: str
+    uow: UnitOfWork,
+    env: str,
+    key: str,
+    percentage: int,
+    *,
+    if_match: IfMatch | None,
+    actor: Principal,
 ) -> FeatureFlag:
+    actor.require_write(env)
     with uow:
         flag = _get_by_key(uow, env, key)
         changes = {"rollout_percentage": percentage}
@@ -134,7 +149,7 @@ def set_rollout(
         return flag
 
 
-def delete(uow: UnitOfWork, flag_id: int, *, if_match: IfMatch | None, actor: str) -> None:
+def delete(uow: UnitOfWork, flag_id: int, *, if_match: IfMatch | None, actor: Principal) -> None:
     with uow:
         apply_delete(uow, _get(uow, flag_id), if_match=if_match, actor=actor)
         uow.commit()

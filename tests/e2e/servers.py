@@ -30,6 +30,7 @@ class Server:
             "AURORA_LOG_LEVEL": "INFO",
             "AURORA_SSE_HEARTBEAT_SECONDS": "1",
             "AURORA_RELAY_INTERVAL_SECONDS": "0.1",
+            "AURORA_AUTH": "disabled",
             **env,
         }
         with log.open("ab") as out:

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from service.app import create_app
+from service.principal import Principal
 from service.usecases import configs
 from tests.backends import REDIS_DB, REDIS_HOST, REDIS_PORT, delete_prefix, redis_url
 from tests.conftest import make_settings
@@ -321,7 +322,7 @@ def test_a_change_whose_process_died_before_publishing_is_applied_by_the_relay(
                     key="orphan",
                     value=1,
                     description=None,
-                    actor="crashed",
+                    actor=Principal("crashed", frozenset({"admin"})),
                 )
             )
         eventually(

@@ -1,0 +1,74 @@
+"""API token use cases: create (the token is returned once), list, revoke, look up by hash."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+
+from database.models import ApiToken, utcnow
+
+__all__ = ["ApiToken", "Issued", "active_by_hash", "create", "hash_token", "list_all", "revoke"]
+from database.uow import UnitOfWork
+from service.errors import AlreadyExists, NotFound
+
+TOKEN_PREFIX = "aur_"  # noqa: S105 - a marker, not a secret
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    token: ApiToken
+    secret: str  # shown once
+
+
+def create(uow: UnitOfWork, *, name: str, scopes: frozenset[str], actor: str) -> Issued:
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)  # 256 bits
+    with uow:
+        if uow.tokens.by_name(name) is not None:
+            raise AlreadyExists(f"a token named {name!r} exists")
+        token = ApiToken(
+            name=name,
+            token_hash=hash_token(secret),
+            scopes=sorted(scopes),
+            created_at=utcnow(),
+            created_by=actor,
+            revoked_at=None,
+        )
+        try:
+            uow.tokens.add(token)
+            uow.commit()
+        except IntegrityError as exc:
+            raise AlreadyExists(f"a token named {name!r} exists") from exc
+        return Issued(token, secret)
+
+
+def list_all(uow: UnitOfWork) -> Sequence[ApiToken]:
+    with uow:
+        return uow.tokens.all()
+
+
+def revoke(uow: UnitOfWork, name: str) -> ApiToken:
+    with uow:
+        token = uow.tokens.by_name(name)
+        if token is None:
+            raise NotFound(f"no token named {name!r}")
+        if token.revoked_at is None:
+            token.revoked_at = utcnow()
+            uow.commit()
+        return token
+
+
+def active_by_hash(uow: UnitOfWork, token_hash: str) -> tuple[str, list[str]] | None:
+    """(name, scopes) of the active token with this hash, if any."""
+    with uow:
+        token = uow.tokens.by_hash(token_hash)
+        if token is None or token.revoked_at is not None:
+            return None
+        return token.name, list(token.scopes)

@@ -1,0 +1,228 @@
+"""Access control: every /api/v1 route x no token / bad token / wrong scope / right scope."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+
+from service.app import create_app
+from service.settings import Settings
+from tests.conftest import make_settings
+
+ADMIN_SECRET = "test-admin-secret-0123456789"
+C = "/api/v1/configurations"
+F = "/api/v1/feature-flags"
+
+
+@pytest.fixture
+def secured(
+    database_url: str, request: pytest.FixtureRequest
+) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    extra: dict[str, Any] = {}
+    if not database_url.startswith("sqlite"):
+        from tests.backends import redis_url  # noqa: PLC0415
+
+        extra = {"redis_url": redis_url(), "redis_prefix": request.getfixturevalue("redis_prefix")}
+    settings = make_settings(database_url, auth="enabled", admin_token=ADMIN_SECRET,
+                             token_cache_seconds=60, **extra)  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+        admin = {"Authorization": f"Bearer {ADMIN_SECRET}"}
+        tokens = {"admin": ADMIN_SECRET}
+        for name, scopes in {
+            "reader": ["read"],
+            "staging-reader": ["read:staging"],
+            "prod-writer": ["write:production"],
+            "staging-writer": ["write:staging"],
+        }.items():
+            made = client.post(
+                "/api/v1/tokens/", json={"name": name, "scopes": scopes}, headers=admin
+            )
+            assert made.status_code == 201, made.text
+            tokens[name] = made.json()["token"]
+        yield client, tokens
+
+
+def seed(client: TestClient, admin: str) -> dict[str, int]:
+    h = {"Authorization": f"Bearer {admin}"}
+    config = client.post(f"{C}/", json={"config_key": "k", "config_value": 1}, headers=h).json()
+    flag = client.post(f"{F}/", json={"flag_key": "f", "is_enabled": True}, headers=h).json()
+    return {"config": config["id"], "flag": flag["id"]}
+
+
+# (method, path, body, who may, who may not). Everything is in production.
+def matrix(ids: dict[str, int]) -> list[tuple[str, str, Any, str, str]]:
+    c, f = ids["config"], ids["flag"]
+    return [
+        ("POST", f"{C}/", {"config_key": "n", "config_value": 1}, "prod-writer", "reader"),
+        ("GET", f"{C}/", None, "reader", "staging-reader"),
+        ("GET", f"{C}/bulk", None, "reader", "staging-reader"),
+        ("GET", f"{C}/key/k", None, "reader", "staging-reader"),
+        ("PUT", f"{C}/key/k", {"value": 2}, "prod-writer", "staging-writer"),
+        ("GET", f"{C}/value/k", None, "reader", "staging-reader"),
+        ("GET", f"{C}/{c}", None, "reader", "staging-reader"),
+        ("PUT", f"{C}/{c}", {"config_value": 3}, "prod-writer", "reader"),
+        ("GET", f"{C}/{c}/history", None, "reader", "staging-reader"),
+        ("DELETE", f"{C}/{c}", None, "prod-writer", "staging-writer"),
+        ("POST", f"{F}/", {"flag_key": "g"}, "prod-writer", "staging-writer"),
+        ("GET", f"{F}/", None, "reader", "staging-reader"),
+        ("GET", f"{F}/bulk", None, "reader", "staging-reader"),
+        ("GET", f"{F}/key/f", None, "reader", "staging-reader"),
+        ("GET", f"{F}/evaluate/f?user_id=1", None, "reader", "staging-reader"),
+        ("GET", f"{F}/check/f?user_id=1", None, "reader", "staging-reader"),
+        ("PUT", f"{F}/toggle/f", None, "prod-writer", "reader"),
+        ("PUT", f"{F}/rollout/f?percentage=5", None, "prod-writer", "staging-writer"),
+        ("GET", f"{F}/{f}", None, "reader", "staging-reader"),
+        ("PUT", f"{F}/{f}", {"rollout_percentage": 6}, "prod-writer", "reader"),
+        ("GET", f"{F}/{f}/history", None, "reader", "staging-reader"),
+        ("DELETE", f"{F}/{f}", None, "prod-writer", "staging-writer"),
+        ("GET", "/api/v1/stream", None, "", "staging-reader"),  # allowed case: tests/e2e
+        ("POST", "/api/v1/tokens/", {"name": "x", "scopes": ["read"]}, "admin", "prod-writer"),
+        ("GET", "/api/v1/tokens/", None, "admin", "reader"),
+        ("DELETE", "/api/v1/tokens/x", None, "admin", "prod-writer"),
+    ]
+
+
+def test_the_matrix_covers_every_api_route(secured: tuple[TestClient, dict[str, str]]) -> None:
+    client, _ = secured
+    routes = {
+        (method, route.path)
+        for route in client.app.routes  # type: ignore[attr-defined]
+        if isinstance(route, APIRoute) and route.path.startswith("/api/v1")
+        for method in route.methods
+    }
+    covered = set()
+    for method, path, *_ in matrix({"config": 1, "flag": 1}):
+        for route_method, template in routes:
+            prefix = template.split("{", 1)[0]
+            if (
+                route_method == method
+                and path.split("?")[0].startswith(prefix)
+                and ("{" in template or path.split("?")[0] == template)
+            ):
+                covered.add((route_method, template))
+    assert routes - covered == set()
+
+
+def test_every_route_refuses_without_a_token_and_with_the_wrong_scope(
+    secured: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, tokens = secured
+    ids = seed(client, tokens["admin"])
+    for method, path, body, allowed, refused in matrix(ids):
+        for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}):
+            response = client.request(method, path, json=body, headers=headers)
+            assert response.status_code == 401, (method, path, headers, response.text)
+            assert response.headers["www-authenticate"].startswith("Bearer")
+            assert response.headers["content-type"] == "application/problem+json"
+        wrong = client.request(
+            method, path, json=body, headers={"Authorization": f"Bearer {tokens[refused]}"}
+        )
+        assert wrong.status_code == 403, (method, path, refused, wrong.text)
+        assert wrong.headers["content-type"] == "application/problem+json"
+        if allowed:
+            right = client.request(
+                method, path, json=body, headers={"Authorization": f"Bearer {tokens[allowed]}"}
+            )
+            assert right.status_code < 400, (method, path, allowed, right.text)
+
+
+def test_health_and_metrics_stay_open(secured: tuple[TestClient, dict[str, str]]) -> None:
+    client, _ = secured
+    for path in ("/health", "/health/live", "/health/ready", "/status", "/metrics", "/docs"):
+        assert client.get(path).status_code == 200, path
+
+
+def test_the_actor_is_the_tokens_name_never_a_header(
+    secured: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, tokens = secured
+    h = {"Authorization": f"Bearer {tokens['prod-writer']}", "X-Aurora-Actor": "mallory"}
+    created = client.post(f"{C}/", json={"config_key": "a", "config_value": 1}, headers=h).json()
+    assert (created["created_by"], created["updated_by"]) == ("prod-writer", "prod-writer")
+    reader = {"Authorization": f"Bearer {tokens['reader']}"}
+    history = client.get(f"{C}/{created['id']}/history", headers=reader).json()
+    assert history[0]["actor"] == "prod-writer"
+
+
+def test_a_revoked_token_is_refused_at_once(secured: tuple[TestClient, dict[str, str]]) -> None:
+    client, tokens = secured
+    reader = {"Authorization": f"Bearer {tokens['reader']}"}
+    assert client.get(f"{F}/", headers=reader).status_code == 200  # cached now
+    admin = {"Authorization": f"Bearer {tokens['admin']}"}
+    revoked = client.delete("/api/v1/tokens/reader", headers=admin)
+    assert (revoked.status_code, revoked.json()["revoked_at"] is not None) == (200, True)
+    assert client.get(f"{F}/", headers=reader).status_code == 401
+    listed = {t["name"]: t for t in client.get("/api/v1/tokens/", headers=admin).json()}
+    assert listed["reader"]["revoked_at"] is not None
+    assert "token" not in listed["reader"]
+
+
+def test_only_the_hash_is_stored(secured: tuple[TestClient, dict[str, str]]) -> None:
+    client, tokens = secured
+    engine = client.app.state.store.engine  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT name, token_hash, scopes FROM api_tokens")).all()
+    stored = " ".join(str(value) for row in rows for value in row)
+    for secret in tokens.values():
+        assert secret not in stored
+
+
+def test_token_requests_are_validated(secured: tuple[TestClient, dict[str, str]]) -> None:
+    client, tokens = secured
+    admin = {"Authorization": f"Bearer {tokens['admin']}"}
+    for body in (
+        {"name": "bad", "scopes": ["write:moon"]},
+        {"name": "bad", "scopes": ["superuser"]},
+        {"name": "bad", "scopes": []},
+        {"name": "bad name", "scopes": ["read"]},
+    ):
+        assert client.post("/api/v1/tokens/", json=body, headers=admin).status_code == 422, body
+    again = client.post(
+        "/api/v1/tokens/", json={"name": "reader", "scopes": ["read"]}, headers=admin
+    )
+    assert again.status_code == 409
+
+
+def test_the_cli_creates_the_first_token(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path}/cli.db"
+    env = {**os.environ, "DATABASE_URL": url, "AURORA_LOG_FORMAT": "text"}
+    made = subprocess.run(
+        [sys.executable, "-m", "service", "tokens", "create", "ci", "--scope", "admin"],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    secret = made.stdout.strip()
+    assert secret.startswith("aur_")
+    assert secret not in made.stderr  # the log line does not repeat it
+    listed = subprocess.run(
+        [sys.executable, "-m", "service", "tokens", "list"],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert listed.stdout.startswith("ci\tadmin\tactive")
+    settings = make_settings(url, auth="enabled")
+    with TestClient(create_app(settings)) as client:
+        ok = client.get(f"{F}/", headers={"Authorization": f"Bearer {secret}"})
+        assert ok.status_code == 200
+    bad = subprocess.run(
+        [sys.executable, "-m", "service", "tokens", "create", "x", "--scope", "root"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert "unknown scope" in bad.stderr
+
+
+def test_auth_defaults() -> None:
+    def settings(**values: Any) -> Settings:
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    assert settings(database_url="sqlite:///x.db").auth_enabled is False  # make run: open, loudly
+    assert settings(database_url="mysql+pymysql://db/aurora").auth_enabled is True
+    assert settings(database_url="mysql+pymysql://db/aurora", auth="disabled").auth_enabled is False
+    assert settings(database_url="sqlite:///x.db", auth="enabled").auth_enabled is True
