@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from service import problems
@@ -22,8 +22,6 @@ from service.observability import Metrics, Observability
 from service.routers import configurations, flags, health, stream, tokens
 from service.runtime import Runtime
 from service.settings import Settings
-
-API_PREFIX = "/api/v1"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -86,11 +84,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AuthMiddleware)
     app.add_middleware(Observability)  # outermost: times and logs everything, refusals too
 
-    api = APIRouter(prefix=API_PREFIX)
-    api.include_router(configurations.router)
-    api.include_router(flags.router)
-    api.include_router(stream.router)
-    api.include_router(tokens.router)
-    app.include_router(api)
-    app.include_router(health.router)
+    for router in (configurations, flags, stream, tokens, health):
+        app.include_router(router.router)
     return app

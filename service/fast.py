@@ -69,7 +69,7 @@ class FastReads:
             return None  # the route answers it, with the right problem document
         if answer is not None:
             reads.served["fast_path"] += 1
-            scope["aurora.route"] = CHECK + "{key}" if path.startswith(CHECK) else VALUE + "{key}"
+            scope["aurora.route"] = (CHECK if path.startswith(CHECK) else VALUE) + "{key:path}"
         return answer
 
     @staticmethod

@@ -24,6 +24,7 @@ from service.deps import (
 )
 from service.etag import format_etag
 from service.propagation import Written
+from service.routers import API_PREFIX
 from service.schemas import (
     ConfigCreate,
     ConfigOut,
@@ -35,7 +36,7 @@ from service.schemas import (
 )
 from service.usecases import configs
 
-router = APIRouter(prefix="/configurations", tags=["configurations"])
+router = APIRouter(prefix=f"{API_PREFIX}/configurations", tags=["configurations"])
 
 Id = Annotated[int, Path(ge=1, le=2**63 - 1, description="configuration id")]
 Limit = Annotated[int, Query(ge=1, le=1000)]

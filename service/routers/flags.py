@@ -22,6 +22,7 @@ from service.deps import (
 )
 from service.etag import format_etag
 from service.propagation import Written
+from service.routers import API_PREFIX
 from service.schemas import (
     CheckOut,
     EvaluationOut,
@@ -34,7 +35,7 @@ from service.schemas import (
 )
 from service.usecases import flags
 
-router = APIRouter(prefix="/feature-flags", tags=["feature-flags"])
+router = APIRouter(prefix=f"{API_PREFIX}/feature-flags", tags=["feature-flags"])
 
 Id = Annotated[int, Path(ge=1, le=2**63 - 1, description="feature flag id")]
 UserId = Annotated[

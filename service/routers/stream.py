@@ -12,8 +12,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from cache.stream import StreamUnavailable
 from service.deps import ReadableEnv, ServiceQuery
 from service.errors import Unavailable
+from service.routers import API_PREFIX
 
-router = APIRouter(tags=["stream"])
+router = APIRouter(prefix=API_PREFIX, tags=["stream"])
 
 
 @router.get(

@@ -10,10 +10,11 @@ from pydantic import BaseModel, Field
 
 from service.deps import PrincipalDep, RulesDep, StoreDep
 from service.principal import parse_scopes
+from service.routers import API_PREFIX
 from service.schemas import Body, check_service
 from service.usecases import tokens
 
-router = APIRouter(prefix="/tokens", tags=["tokens"])
+router = APIRouter(prefix=f"{API_PREFIX}/tokens", tags=["tokens"])
 
 TokenName = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
 
