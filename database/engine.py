@@ -61,6 +61,20 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
+def create_database(url: str) -> None:
+    """CREATE DATABASE IF NOT EXISTS for a MySQL-protocol URL (a no-op for SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" or not parsed.database:
+        return
+    name = parsed.database.replace("`", "``")
+    server = make_engine(parsed.set(database="").render_as_string(hide_password=False))
+    try:
+        with server.begin() as conn:
+            conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4"))
+    finally:
+        server.dispose()
+
+
 def make_sessions(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 

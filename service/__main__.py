@@ -12,10 +12,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 
 import uvicorn
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
-from database.engine import make_engine, make_sessions
+from database.engine import create_database, make_engine, make_sessions
 from database.migrations import upgrade_to_head
 from database.uow import SqlUnitOfWork
 from service.app import create_app
@@ -34,7 +37,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="serve the API (the default)")
-    commands.add_parser("migrate", help="apply the schema to DATABASE_URL")
+    migrate = commands.add_parser("migrate", help="apply the schema to DATABASE_URL")
+    migrate.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="keep trying to connect this long (a database still starting)",
+    )
+    migrate.add_argument(
+        "--create-database",
+        action="store_true",
+        help="create the database named in DATABASE_URL if it is missing",
+    )
     token = commands.add_parser("tokens", help="manage API tokens").add_subparsers(
         dest="action", required=True
     )
@@ -74,6 +89,29 @@ def _tokens(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def migrate(url: str, *, wait: float, create: bool) -> int:
+    """Apply the migrations; optionally wait for the server and create the database first."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if create:
+                create_database(url)
+            engine = make_engine(url)
+            try:
+                upgrade_to_head(engine)
+            finally:
+                engine.dispose()
+        except OperationalError as exc:
+            if time.monotonic() >= deadline:
+                log.error("cannot migrate %s: %s", make_url(url).render_as_string(), exc.orig)
+                return 1
+            log.info("database not reachable yet (%s); retrying", exc.orig)
+            time.sleep(1)
+            continue
+        log.info("schema is at the latest migration")
+        return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings()
@@ -81,13 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "tokens":
         return _tokens(args, settings)
     if args.command == "migrate":
-        engine = make_engine(settings.database_url)
-        try:
-            upgrade_to_head(engine)
-        finally:
-            engine.dispose()
-        log.info("schema is at the latest migration")
-        return 0
+        return migrate(settings.database_url, wait=args.wait, create=args.create_database)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

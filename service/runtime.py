@@ -6,9 +6,12 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
 
 import anyio
 from redis.asyncio import Redis
+from redis.asyncio.sentinel import Sentinel
 from sqlalchemy import Engine
 
 from cache.breaker import CircuitBreaker
@@ -31,8 +34,9 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT_SECONDS = 5.0
 
 
-def redis_clients(settings: Settings, instance: str) -> tuple[Redis, Redis]:
-    """(commands, subscription): two clients, so the subscription has a connection of its own.
+def redis_clients(settings: Settings, instance: str) -> tuple[Redis, Redis, list[Redis]]:
+    """(commands, subscription, others to close): two clients, so the subscription has a
+    connection of its own (plus, with Sentinel, the clients that talk to the sentinels).
 
     Without REDIS_URL both talk to one in-process fakeredis server: single process only.
     """
@@ -40,12 +44,58 @@ def redis_clients(settings: Settings, instance: str) -> tuple[Redis, Redis]:
         from fakeredis import FakeAsyncRedis, FakeServer  # noqa: PLC0415 - embedded mode only
 
         server = FakeServer()
-        return FakeAsyncRedis(server=server), FakeAsyncRedis(server=server)
-    options = {"socket_connect_timeout": 1.0, "socket_timeout": 2.0, "health_check_interval": 5}
+        return FakeAsyncRedis(server=server), FakeAsyncRedis(server=server), []
+    options: dict[str, Any] = {
+        "socket_connect_timeout": 1.0,
+        "socket_timeout": 2.0,
+        "health_check_interval": 5,
+    }
     url = settings.redis_url
-    commands = Redis.from_url(url, client_name=f"aurora-{instance}", **options)  # type: ignore[arg-type]
-    feed = Redis.from_url(url, client_name=f"aurora-feed-{instance}", **options)  # type: ignore[arg-type]
-    return commands, feed
+    if url.startswith(SENTINEL_SCHEME):
+        sentinel = SentinelUrl.parse(url)
+        pool = Sentinel(  # type: ignore[no-untyped-call]
+            sentinel.nodes, sentinel_kwargs={"password": sentinel.password, **options}
+        )
+
+        def master(name: str) -> Redis:
+            return pool.master_for(  # type: ignore[no-any-return]
+                sentinel.service, db=sentinel.db, password=sentinel.password,
+                client_name=name, **options,
+            )  # fmt: skip
+
+        return master(f"aurora-{instance}"), master(f"aurora-feed-{instance}"), pool.sentinels
+    commands = Redis.from_url(url, client_name=f"aurora-{instance}", **options)
+    feed = Redis.from_url(url, client_name=f"aurora-feed-{instance}", **options)
+    return commands, feed, []
+
+
+SENTINEL_SCHEME = "redis+sentinel://"
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelUrl:
+    """`redis+sentinel://[:password@]host:port[,host:port...]/service-name[/db]`: the master of
+    `service-name`, found through the sentinels, and followed across failovers."""
+
+    nodes: list[tuple[str, int]]
+    service: str
+    db: int
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelUrl:
+        rest = url.removeprefix(SENTINEL_SCHEME)
+        credentials, _, rest = rest.rpartition("@")
+        hosts, _, path = rest.partition("/")
+        service, _, db = path.partition("/")
+        if not hosts or not service:
+            raise ValueError("REDIS_URL: redis+sentinel://host:port[,host:port]/service-name[/db]")
+        nodes = []
+        for node in hosts.split(","):
+            host, _, port = node.rpartition(":")
+            nodes.append((host or node, int(port) if host else 26379))
+        password = unquote(credentials.partition(":")[2]) if credentials else None
+        return cls(nodes, unquote(service), int(db or 0), password or None)
 
 
 @dataclass
@@ -63,6 +113,7 @@ class Runtime:
     reads: Reads
     streams: Streams
     auth: Authenticator
+    redis_helpers: list[Redis]
     # Set by sse-starlette when the server begins to exit (and by stop()): streams end then.
     shutdown: anyio.Event = field(default_factory=anyio.Event)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -82,7 +133,7 @@ class Runtime:
             retries=settings.write_retries,
             timeout=settings.db_timeout_seconds,
         )
-        redis, feed_redis = redis_clients(settings, instance)
+        redis, feed_redis, helpers = redis_clients(settings, instance)
         read_model = RedisReadModel(
             redis, Keys(settings.redis_prefix), feed_length=settings.feed_length
         )
@@ -123,6 +174,7 @@ class Runtime:
                 else None,
                 cache_seconds=settings.token_cache_seconds,
             ),
+            redis_helpers=helpers,
             streams=Streams(
                 read_model, replica, broadcaster, heartbeat_seconds=settings.sse_heartbeat_seconds
             ),
@@ -168,6 +220,6 @@ class Runtime:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_SECONDS)
-        await self.redis.aclose()
-        await self.feed_redis.aclose()
+        for client in (self.redis, self.feed_redis, *self.redis_helpers):
+            await client.aclose()
         self.engine.dispose()
