@@ -42,8 +42,11 @@ class Subscriber:
         if self.closed is not None or not self.wants(message):
             return
         if self.queue.qsize() >= self.capacity:
-            log.info("dropping a slow SSE subscriber of %s at revision %d",
-                     self.environment, message.revision)  # fmt: skip
+            log.info(
+                "dropping a slow SSE subscriber of %s at revision %d",
+                self.environment,
+                message.revision,
+            )
             self.close("too slow")
             return
         self.queue.put_nowait(message)

@@ -56,6 +56,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def iso(moment: datetime) -> str:
+    """RFC 3339 text of a stored (naive UTC) timestamp."""
+    return moment.replace(tzinfo=UTC).isoformat()
+
+
 def scope_of(service_name: str | None) -> str:
     return GLOBAL_SCOPE if service_name is None else service_name
 
@@ -109,8 +114,8 @@ class Configuration(Base):
             "service_name": self.service_name,
             "description": self.description,
             "version": self.version,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
             "created_by": self.created_by,
             "updated_by": self.updated_by,
         }
@@ -157,8 +162,8 @@ class FeatureFlag(Base):
             "is_enabled": self.is_enabled,
             "rollout_percentage": self.rollout_percentage,
             "version": self.version,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
             "created_by": self.created_by,
             "updated_by": self.updated_by,
         }

@@ -55,8 +55,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     create = token.add_parser("create", help="create a token and print it (shown only once)")
     create.add_argument("name")
-    create.add_argument("--scope", action="append", required=True, dest="scopes",
-                        help="admin, read, read:<env> or write:<env>; repeatable")  # fmt: skip
+    create.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        dest="scopes",
+        help="admin, read, read:<env> or write:<env>; repeatable",
+    )
     token.add_parser("list", help="list tokens (never their secrets)")
     revoke = token.add_parser("revoke", help="revoke a token")
     revoke.add_argument("name")

@@ -11,9 +11,10 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
 
-from service import problems
+from service import openapi, problems
 from service.auth import AuthMiddleware
 from service.deps import Rules
 from service.fast import FastReads
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Names this process in Redis CLIENT LIST and /status.
     app.state.instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     problems.install(app)
+    openapi.install(app, settings.environments)
     # Added innermost first: a request meets Observability, AuthMiddleware, FastReads, CORS,
     # BodyLimit, then the routes.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -84,6 +86,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AuthMiddleware)
     app.add_middleware(Observability)  # outermost: times and logs everything, refusals too
 
-    for router in (configurations, flags, stream, tokens, health):
-        app.include_router(router.router)
+    for module in (configurations, flags, stream, tokens, health):
+        app.include_router(module.router)
+    app.state.route_methods = [
+        (route.path_regex, route.methods)
+        for module in (configurations, flags, stream, tokens, health)
+        for route in module.router.routes
+        if isinstance(route, APIRoute)
+    ]
     return app

@@ -102,10 +102,16 @@ class AuthMiddleware:
                 except (Unauthenticated, Unavailable) as exc:
                     if isinstance(exc, Unauthenticated):
                         client = scope.get("client") or ("?", 0)
-                        log.warning("refused %s %s from %s: %s", scope["method"], scope["path"],
-                                    client[0], exc.detail)  # fmt: skip
-                    response = problem(exc.status, exc.title, exc.detail, slug=exc.slug,
-                                       instance=scope["path"])  # fmt: skip
+                        log.warning(
+                            "refused %s %s from %s: %s",
+                            scope["method"],
+                            scope["path"],
+                            client[0],
+                            exc.detail,
+                        )
+                    response = problem(
+                        exc.status, exc.title, exc.detail, slug=exc.slug, instance=scope["path"]
+                    )
                     if isinstance(exc, Unauthenticated):
                         response.headers["WWW-Authenticate"] = 'Bearer realm="aurora-config"'
                     await response(scope, receive, send)

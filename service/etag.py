@@ -27,12 +27,13 @@ class IfMatch:
             return cls(raw, None)
         versions = set()
         for part in raw.split(","):
-            tag = part.strip().removeprefix("W/").strip('"')
-            if not tag.isdecimal() or len(tag) > 10:
-                raise InvalidInput(
-                    f"If-Match must be '*' or item versions such as '\"3\"', got {raw!r}"
-                )
-            versions.add(int(tag))
+            tag = part.strip().removeprefix("W/")
+            # Entity-tags are quoted (RFC 9110 §8.8.3: "3"); a bare 3, as many clients send,
+            # means the same here. Anything else is refused rather than guessed at.
+            digits = tag[1:-1] if len(tag) >= 2 and tag[0] == tag[-1] == '"' else tag
+            if not digits.isdecimal() or len(digits) > 10:
+                raise InvalidInput(f"If-Match must be '*' or versions such as '\"3\"', got {raw!r}")
+            versions.add(int(digits))
         return cls(raw, frozenset(versions))
 
 

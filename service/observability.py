@@ -32,14 +32,18 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "aurora_http_requests", "HTTP requests", ["method", "route", "status"],
+            "aurora_http_requests",
+            "HTTP requests",
+            ["method", "route", "status"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.latency = Histogram(
-            "aurora_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
+            "aurora_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.probes: dict[str, float | None] = {}  # filled by /metrics before each scrape
         self.runtime: Any = None  # set in the lifespan
         self.registry.register(_RuntimeCollector(self))
@@ -78,9 +82,10 @@ class _RuntimeCollector(Collector):
             value=runtime.broadcaster.dropped,
         )
         yield CounterMetricFamily(
-            "aurora_read_model_rebuilds", "Read model rebuilds by this instance",
+            "aurora_read_model_rebuilds",
+            "Read model rebuilds by this instance",
             value=runtime.propagator.rebuilds,
-        )  # fmt: skip
+        )
         subscribers = GaugeMetricFamily(
             "aurora_sse_subscribers", "Open SSE streams", labels=["environment"]
         )
@@ -101,9 +106,10 @@ class _RuntimeCollector(Collector):
                 lag.add_metric([environment], head - copy["revision"])
         yield from (subscribers, trusted, lag)
         yield GaugeMetricFamily(
-            "aurora_feed_connected", "1 while the change subscription is live",
+            "aurora_feed_connected",
+            "1 while the change subscription is live",
             value=1 if runtime.feed.connected.is_set() else 0,
-        )  # fmt: skip
+        )
         for name, help_text in (
             ("redis_up", "1 if Redis answered the last scrape's ping"),
             ("database_up", "1 if the database answered the last scrape's ping"),
@@ -154,11 +160,19 @@ class Observability:
         if route in {"/health/live", "/health", "/metrics"}:
             return  # probes and scrapes would drown the log
         log.info(
-            "%s %s %d %.1fms", scope["method"], scope["path"], status, seconds * 1000,
-            extra={"request_id": request_id, "route": route, "status": status,
-                   "duration_ms": round(seconds * 1000, 2),
-                   "actor": principal.name if principal is not None else None},
-        )  # fmt: skip
+            "%s %s %d %.1fms",
+            scope["method"],
+            scope["path"],
+            status,
+            seconds * 1000,
+            extra={
+                "request_id": request_id,
+                "route": route,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
+                "actor": principal.name if principal is not None else None,
+            },
+        )
 
 
 def _route(scope: Scope) -> str:

@@ -85,6 +85,17 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
     if exc.headers:
         response.headers.update(exc.headers)
+    if exc.status_code == 405:
+        # Starlette names only the first route that matched the path; list every method the
+        # path supports (RFC 9110 §15.5.6).
+        methods = {
+            method
+            for regex, route_methods in getattr(request.app.state, "route_methods", ())
+            if regex.match(request.url.path)
+            for method in route_methods
+        }
+        if methods:
+            response.headers["Allow"] = ", ".join(sorted(methods))
     return response
 
 

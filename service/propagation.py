@@ -171,5 +171,9 @@ class Propagator:
             self.rebuilds += 1
             log.info(
                 "rebuilt the read model of %s: %d configs, %d flags, epoch %s, %.3fs",
-                environment, len(configs), len(flags), epoch, loop.time() - started,
-            )  # fmt: skip
+                environment,
+                len(configs),
+                len(flags),
+                epoch,
+                loop.time() - started,
+            )

@@ -59,9 +59,12 @@ def redis_clients(settings: Settings, instance: str) -> tuple[Redis, Redis, list
 
         def master(name: str) -> Redis:
             return pool.master_for(  # type: ignore[no-any-return]
-                sentinel.service, db=sentinel.db, password=sentinel.password,
-                client_name=name, **options,
-            )  # fmt: skip
+                sentinel.service,
+                db=sentinel.db,
+                password=sentinel.password,
+                client_name=name,
+                **options,
+            )
 
         return master(f"aurora-{instance}"), master(f"aurora-feed-{instance}"), pool.sentinels
     commands = Redis.from_url(url, client_name=f"aurora-{instance}", **options)

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Self, TypeVar
 
 import orjson
 from aurora_client.evaluation import Reason
 from aurora_client.state import JsonValue, Scope
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 from database.models import (
     ACTOR_LENGTH,
@@ -28,6 +35,17 @@ from database.models import (
 )
 
 MAX_VALUE_DEPTH = 32
+
+# The same rules as JSON Schema patterns, for the OpenAPI document (no lookarounds: clients and
+# test generators must be able to use them). A key segment is any run of the allowed characters
+# except "." and "..".
+_SEGMENT = (
+    r"(?:[A-Za-z0-9_:-][A-Za-z0-9._:-]*|\.[A-Za-z0-9_:-][A-Za-z0-9._:-]*|\.\.[A-Za-z0-9._:-]+)"
+)
+KEY_PATTERN = rf"^{_SEGMENT}(?:/{_SEGMENT})*$"
+SERVICE_PATTERN = rf"^[A-Za-z0-9._-]{{1,{SERVICE_LENGTH}}}$"
+_TAG = r'(?:W/)?(?:"[0-9]{1,10}"|[0-9]{1,10})'
+IF_MATCH_PATTERN = rf"^(?:\*|{_TAG}(?: *, *{_TAG})*)$"
 _KEY = re.compile(rf"[A-Za-z0-9._:/-]{{1,{KEY_LENGTH}}}")
 _SERVICE = re.compile(rf"[A-Za-z0-9._-]{{1,{SERVICE_LENGTH}}}")
 
@@ -78,11 +96,32 @@ def check_value(value: JsonValue, max_bytes: int) -> JsonValue:
     return value
 
 
-Key = Annotated[str, AfterValidator(check_key)]
-ServiceName = Annotated[str, AfterValidator(check_service)]
+Key = Annotated[
+    str,
+    AfterValidator(check_key),
+    Field(json_schema_extra={"pattern": KEY_PATTERN, "maxLength": KEY_LENGTH}),
+]
+ServiceName = Annotated[
+    str, AfterValidator(check_service), Field(json_schema_extra={"pattern": SERVICE_PATTERN})
+]
 Description = Annotated[str, Field(max_length=DESCRIPTION_LENGTH), AfterValidator(check_text)]
 FlagName = Annotated[str, Field(min_length=1, max_length=KEY_LENGTH), AfterValidator(check_text)]
-Percentage = Annotated[int, Field(ge=0, le=100)]
+
+
+def _whole(value: Any) -> Any:
+    """JSON (and JSON Schema) count 74.0 as the integer 74; 74.5 and "74" stay refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Percentage = Annotated[int, Field(ge=0, le=100), BeforeValidator(_whole)]
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+# Stored as naive UTC (portable across TiDB, MySQL and SQLite); shown with its offset (RFC 3339).
+Timestamp = Annotated[datetime, AfterValidator(_utc)]
 Actor = Annotated[str, Field(min_length=1, max_length=ACTOR_LENGTH)]
 
 
@@ -94,7 +133,9 @@ class Body(BaseModel):
 
 class ConfigCreate(Body):
     config_key: Key
-    config_value: JsonValue = Field(description="Any JSON value, null included (required)")
+    config_value: JsonValue = Field(
+        description="Any JSON value, null included (required); integers must fit in 64 bits"
+    )
     environment: str | None = Field(
         default=None, description="Defaults to AURORA_DEFAULT_ENVIRONMENT"
     )
@@ -103,6 +144,7 @@ class ConfigCreate(Body):
 
 
 class ConfigUpdate(Body):
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
     config_value: JsonValue = None
     description: Description | None = None
 
@@ -129,8 +171,8 @@ class ConfigOut(BaseModel):
     service_name: str | None
     description: str | None
     version: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
     created_by: str
     updated_by: str
 
@@ -167,7 +209,7 @@ class HistoryOut(BaseModel):
     version: int
     action: str
     actor: str
-    changed_at: datetime
+    changed_at: Timestamp
     environment: str
     service_name: str | None
     key: str
@@ -201,6 +243,7 @@ class FlagCreate(Body):
 
 
 class FlagUpdate(Body):
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
     flag_name: FlagName | None = None
     description: Description | None = None
     is_enabled: bool | None = None
@@ -212,13 +255,15 @@ class FlagUpdate(Body):
             raise ValueError(
                 "send at least one of flag_name, description, is_enabled, rollout_percentage"
             )
-        for name in ("flag_name", "is_enabled", "rollout_percentage"):
-            if name in self.model_fields_set and getattr(self, name) is None:
-                raise ValueError(f"{name} cannot be null")
         return self
 
     def changes(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.model_fields_set}
+        """The fields sent; null means "unchanged" except for description (null clears it)."""
+        return {
+            name: getattr(self, name)
+            for name in self.model_fields_set
+            if name == "description" or getattr(self, name) is not None
+        }
 
 
 class FlagOut(BaseModel):
@@ -230,8 +275,8 @@ class FlagOut(BaseModel):
     is_enabled: bool
     rollout_percentage: int
     version: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
     created_by: str
     updated_by: str
 

@@ -255,9 +255,13 @@ class AuroraClient:
         timeout = httpx.Timeout(5.0, read=2 * self.heartbeat_seconds)
         try:
             async with aconnect_sse(
-                http, "GET", f"{self.base_url}/api/v1/stream",
-                params=params, headers=headers, timeout=timeout,
-            ) as source:  # fmt: skip
+                http,
+                "GET",
+                f"{self.base_url}/api/v1/stream",
+                params=params,
+                headers=headers,
+                timeout=timeout,
+            ) as source:
                 if source.response.status_code != 200:
                     await source.response.aread()
                     self._error = (

@@ -89,9 +89,11 @@ class AuroraProvider(AbstractProvider):
             value=evaluation.enabled,
             reason=OFReason.STALE if self.client.status is not Status.READY else reason,
             variant="on" if evaluation.enabled else "off",
-            flag_metadata={"aurora_reason": str(evaluation.reason),
-                           **({"bucket": evaluation.bucket} if evaluation.bucket else {})},
-        )  # fmt: skip
+            flag_metadata={
+                "aurora_reason": str(evaluation.reason),
+                **({"bucket": evaluation.bucket} if evaluation.bucket else {}),
+            },
+        )
 
     # -- configuration values --------------------------------------------------------------
 

@@ -40,7 +40,7 @@ router = APIRouter(prefix=f"{API_PREFIX}/configurations", tags=["configurations"
 
 Id = Annotated[int, Path(ge=1, le=2**63 - 1, description="configuration id")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
 WRITTEN = {"headers": {PROPAGATION_HEADER: {"description": "complete, or pending (in the outbox)"}}}
 
 
@@ -153,7 +153,7 @@ async def get_value(
     )
 
 
-@router.get("/{config_id}", response_model=ConfigOut)
+@router.get("/{config_id:int}", response_model=ConfigOut)
 async def get_configuration(
     config_id: Id, store: StoreDep, principal: PrincipalDep, response: Response
 ) -> ConfigOut:
@@ -162,7 +162,7 @@ async def get_configuration(
     return _shown(response, config)
 
 
-@router.put("/{config_id}", response_model=ConfigOut, responses={200: WRITTEN})
+@router.put("/{config_id:int}", response_model=ConfigOut, responses={200: WRITTEN})
 async def update_configuration(
     config_id: Id,
     body: ConfigUpdate,
@@ -179,7 +179,7 @@ async def update_configuration(
     return _shown(response, written.value, written)
 
 
-@router.delete("/{config_id}", status_code=status.HTTP_204_NO_CONTENT, responses={204: WRITTEN})
+@router.delete("/{config_id:int}", status_code=status.HTTP_204_NO_CONTENT, responses={204: WRITTEN})
 async def delete_configuration(
     config_id: Id, writes: WritesDep, actor: PrincipalDep, if_match: IfMatchDep, response: Response
 ) -> None:
@@ -187,7 +187,7 @@ async def delete_configuration(
     mark_propagation(response, written)
 
 
-@router.get("/{config_id}/history", response_model=list[HistoryOut])
+@router.get("/{config_id:int}/history", response_model=list[HistoryOut])
 async def configuration_history(
     config_id: Id, store: StoreDep, principal: PrincipalDep
 ) -> list[HistoryOut]:

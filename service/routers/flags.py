@@ -43,7 +43,7 @@ UserId = Annotated[
     Query(min_length=1, max_length=256, description="Without it, only a 100% rollout is on"),
 ]
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
 WRITTEN = {"headers": {PROPAGATION_HEADER: {"description": "complete, or pending (in the outbox)"}}}
 
 
@@ -161,7 +161,7 @@ async def set_rollout(
     return _shown(response, written.value, written)
 
 
-@router.get("/{flag_id}", response_model=FlagOut)
+@router.get("/{flag_id:int}", response_model=FlagOut)
 async def get_flag(
     flag_id: Id, store: StoreDep, principal: PrincipalDep, response: Response
 ) -> FlagOut:
@@ -170,7 +170,7 @@ async def get_flag(
     return _shown(response, flag)
 
 
-@router.put("/{flag_id}", response_model=FlagOut, responses={200: WRITTEN})
+@router.put("/{flag_id:int}", response_model=FlagOut, responses={200: WRITTEN})
 async def update_flag(
     flag_id: Id,
     body: FlagUpdate,
@@ -185,7 +185,7 @@ async def update_flag(
     return _shown(response, written.value, written)
 
 
-@router.delete("/{flag_id}", status_code=status.HTTP_204_NO_CONTENT, responses={204: WRITTEN})
+@router.delete("/{flag_id:int}", status_code=status.HTTP_204_NO_CONTENT, responses={204: WRITTEN})
 async def delete_flag(
     flag_id: Id, writes: WritesDep, actor: PrincipalDep, if_match: IfMatchDep, response: Response
 ) -> None:
@@ -193,7 +193,7 @@ async def delete_flag(
     mark_propagation(response, written)
 
 
-@router.get("/{flag_id}/history", response_model=list[HistoryOut])
+@router.get("/{flag_id:int}/history", response_model=list[HistoryOut])
 async def flag_history(flag_id: Id, store: StoreDep, principal: PrincipalDep) -> list[HistoryOut]:
     """Every change, newest first; still answers after the flag is deleted."""
     entries = await store.run(flags.history, flag_id)

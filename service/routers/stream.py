@@ -57,8 +57,9 @@ async def stream_changes(
             )
             first = False
         # Closed by the server (shutdown, resync, too slow, feed lost): come back soon.
-        yield ServerSentEvent(comment=f"closed: {stream.subscriber.closed or 'resync'}",
-                              retry=settings.sse_retry_ms)  # fmt: skip
+        yield ServerSentEvent(
+            comment=f"closed: {stream.subscriber.closed or 'resync'}", retry=settings.sse_retry_ms
+        )
 
     def heartbeat() -> ServerSentEvent:
         position = state.replica.position(env)

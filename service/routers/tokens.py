@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
@@ -11,7 +10,7 @@ from pydantic import BaseModel, Field
 from service.deps import PrincipalDep, RulesDep, StoreDep
 from service.principal import parse_scopes
 from service.routers import API_PREFIX
-from service.schemas import Body, check_service
+from service.schemas import Body, Timestamp, check_service
 from service.usecases import tokens
 
 router = APIRouter(prefix=f"{API_PREFIX}/tokens", tags=["tokens"])
@@ -29,9 +28,9 @@ class TokenCreate(Body):
 class TokenOut(BaseModel):
     name: str
     scopes: list[str]
-    created_at: datetime
+    created_at: Timestamp
     created_by: str
-    revoked_at: datetime | None
+    revoked_at: Timestamp | None
 
 
 class TokenIssued(TokenOut):

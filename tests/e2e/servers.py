@@ -35,9 +35,12 @@ class Server:
         }
         with log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "service"], cwd=ROOT, env=environment,
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [sys.executable, "-m", "service"],
+                cwd=ROOT,
+                env=environment,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
     def wait_ready(self, within: float = 20.0) -> None:
         deadline = time.monotonic() + within

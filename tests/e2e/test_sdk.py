@@ -100,8 +100,11 @@ def test_killed_server_is_stale_then_caught_up_by_cursor_without_a_snapshot(
                 httpx.put(f"{other.url}{FLAGS}/rollout/beta", params={"percentage": percentage})
             with instance(port=port):
                 eventually(lambda: client.status is Status.READY, within=10, what="READY again")
-                eventually(lambda: client.all_flags()["beta"].rollout_percentage == 30, within=5,
-                           what="the missed changes")  # fmt: skip
+                eventually(
+                    lambda: client.all_flags()["beta"].rollout_percentage == 30,
+                    within=5,
+                    what="the missed changes",
+                )
                 assert client.snapshots == 1  # caught up by cursor: no snapshot
                 assert client.reconnects >= 1
         finally:
@@ -144,8 +147,18 @@ def test_bootstrap_and_the_last_good_state_serve_while_the_server_is_down(
         assert offline.is_enabled("beta", "u") is True
         assert offline.cursor == saved["cursor"]  # it will resume from here
         assert offline.wait_until_ready(0.3) is False
-    bootstrap = {"configs": [{"config_key": "limit", "config_value": 1, "environment": "production",
-                              "service_name": None, "version": 1}], "flags": []}  # fmt: skip
+    bootstrap = {
+        "configs": [
+            {
+                "config_key": "limit",
+                "config_value": 1,
+                "environment": "production",
+                "service_name": None,
+                "version": 1,
+            }
+        ],
+        "flags": [],
+    }
     with AuroraClient(dead, bootstrap=bootstrap) as booted:
         assert booted.status is Status.STALE
         assert booted.get("limit") == 1

@@ -53,8 +53,11 @@ def test_snapshot_first_then_every_change_with_its_cursor(instance: Instance) ->
             assert httpx.delete(f"{server.url}{FLAGS}/{flag_id}").status_code == 204
             upsert, delete = sub.changes(2)
             assert (upsert["op"], upsert["kind"], upsert["key"], upsert["version"]) == (
-                "upsert", "flag", "beta", 2,
-            )  # fmt: skip
+                "upsert",
+                "flag",
+                "beta",
+                2,
+            )
             assert upsert["state"]["rollout_percentage"] == 30
             assert upsert["environment"] == "production"
             assert upsert["service_name"] is None
@@ -105,8 +108,10 @@ def test_a_stream_carries_globals_its_own_service_and_flags_only(instance: Insta
         make_flag(server)
         seen = sub.changes(3)
         assert [(c["kind"], c["service_name"]) for c in seen] == [
-            ("config", None), ("config", "billing"), ("flag", None),
-        ]  # fmt: skip
+            ("config", None),
+            ("config", "billing"),
+            ("flag", None),
+        ]
 
 
 def test_heartbeats_keep_an_idle_stream_observable(instance: Instance) -> None:

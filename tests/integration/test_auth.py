@@ -30,8 +30,9 @@ def secured(
         from tests.backends import redis_url  # noqa: PLC0415
 
         extra = {"redis_url": redis_url(), "redis_prefix": request.getfixturevalue("redis_prefix")}
-    settings = make_settings(database_url, auth="enabled", admin_token=ADMIN_SECRET,
-                             token_cache_seconds=60, **extra)  # fmt: skip
+    settings = make_settings(
+        database_url, auth="enabled", admin_token=ADMIN_SECRET, token_cache_seconds=60, **extra
+    )
     with TestClient(create_app(settings)) as client:
         admin = {"Authorization": f"Bearer {ADMIN_SECRET}"}
         tokens = {"admin": ADMIN_SECRET}
@@ -196,15 +197,23 @@ def test_the_cli_creates_the_first_token(tmp_path: Any) -> None:
     env = {**os.environ, "DATABASE_URL": url, "AURORA_LOG_FORMAT": "text"}
     made = subprocess.run(
         [sys.executable, "-m", "service", "tokens", "create", "ci", "--scope", "admin"],
-        env=env, capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     secret = made.stdout.strip()
     assert secret.startswith("aur_")
     assert secret not in made.stderr  # the log line does not repeat it
     listed = subprocess.run(
         [sys.executable, "-m", "service", "tokens", "list"],
-        env=env, capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert listed.stdout.startswith("ci\tadmin\tactive")
     settings = make_settings(url, auth="enabled")
     with TestClient(create_app(settings)) as client:
@@ -212,8 +221,12 @@ def test_the_cli_creates_the_first_token(tmp_path: Any) -> None:
         assert ok.status_code == 200
     bad = subprocess.run(
         [sys.executable, "-m", "service", "tokens", "create", "x", "--scope", "root"],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert bad.returncode == 1
     assert "unknown scope" in bad.stderr
 

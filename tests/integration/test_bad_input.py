@@ -168,12 +168,11 @@ def test_bad_flag_bodies(seeded: TestClient, body: dict[str, Any]) -> None:
         f"{CONFIGS}/value/k?service_name=bad%20name",
         f"{CONFIGS}/key/a%2F..%2Fb",
         f"{CONFIGS}/0",
-        f"{CONFIGS}/-1",
-        f"{CONFIGS}/abc",
         f"{CONFIGS}/99999999999999999999999",
         f"{CONFIGS}/?limit=0",
         f"{CONFIGS}/?limit=100000",
         f"{CONFIGS}/?offset=-1",
+        f"{CONFIGS}/?offset=99999999999999999999999",
     ],
 )
 def test_bad_query_and_path_parameters_are_422(seeded: TestClient, path: str) -> None:
@@ -188,6 +187,13 @@ def test_unknown_environment_names_the_allowed_ones(seeded: TestClient) -> None:
 
 def test_unknown_route_and_method_are_problems(seeded: TestClient) -> None:
     assert_problem(seeded.get("/api/v1/nothing-here"), 404, "no route")
+    for not_an_id in ("-1", "abc", "1.5"):  # ids are digits: anything else is no route at all
+        assert_problem(seeded.get(f"{CONFIGS}/{not_an_id}"), 404, "no route")
+    not_allowed = seeded.put(f"{CONFIGS}/bulk", json={})
+    assert_problem(not_allowed, 405)
+    assert not_allowed.headers["allow"] == "GET"
+    listing = seeded.request("PATCH", f"{CONFIGS}/")
+    assert listing.headers["allow"] == "GET, POST"  # every method of the path, not the first
     assert seeded.patch(f"{CONFIGS}/1").status_code == 405
     assert seeded.patch(f"{CONFIGS}/1").headers["content-type"] == "application/problem+json"
 

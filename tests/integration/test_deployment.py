@@ -117,8 +117,8 @@ def test_dockerfile_commands_work_as_a_shell_script_in_a_fresh_virtualenv(tmp_pa
     venv, src = tmp_path / "venv", tmp_path / "src"
     src.mkdir()
     script = ["set -eu", f"cd {src}"]
-    for instruction, argument in build[1:]:
-        argument = argument.replace("/opt/venv", str(venv))
+    for instruction, raw in build[1:]:
+        argument = raw.replace("/opt/venv", str(venv))
         if instruction == "RUN":
             script.append(argument)
         elif instruction == "ENV":
@@ -126,25 +126,36 @@ def test_dockerfile_commands_work_as_a_shell_script_in_a_fresh_virtualenv(tmp_pa
         elif instruction == "COPY":
             *sources, target = argument.split()
             script += [f"cp -r {ROOT / s} {target}" for s in sources]
-    done = subprocess.run(["bash", "-c", "\n".join(script)], capture_output=True, text=True,
-                          timeout=600, check=False)  # fmt: skip
+    done = subprocess.run(
+        ["bash", "-c", "\n".join(script)], capture_output=True, text=True, timeout=600, check=False
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     python = venv / "bin" / "python"
-    installed = subprocess.run([str(python), "-m", "pip", "list", "--format=freeze"],
-                               capture_output=True, text=True, check=True, timeout=60).stdout.lower()  # fmt: skip
+    installed = subprocess.run(
+        [str(python), "-m", "pip", "list", "--format=freeze"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.lower()
     assert "fastapi==" in installed
     for dev_only in ("pytest", "ruff", "mypy", "schemathesis"):
         assert dev_only not in installed, f"{dev_only} is not a runtime dependency"
     # The image's command, from that virtualenv, on embedded defaults (found this: fakeredis
     # was a dev dependency, and the embedded default could not start from runtime deps).
     port = free_port()
-    env = {"PATH": f"{venv}/bin:/usr/bin:/bin", "HOST": "127.0.0.1", "PORT": str(port),
-           "DATABASE_URL": f"sqlite:///{tmp_path}/aurora.db", "AURORA_LOG_FORMAT": "json"}  # fmt: skip
+    env = {
+        "PATH": f"{venv}/bin:/usr/bin:/bin",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/aurora.db",
+        "AURORA_LOG_FORMAT": "json",
+    }
     entry = ["python", "-m", "service"]
     assert dict(final)["ENTRYPOINT"] == '["python", "-m", "service"]'
     server = subprocess.Popen(
         entry, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )  # noqa: S603
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -159,7 +170,8 @@ def test_dockerfile_commands_work_as_a_shell_script_in_a_fresh_virtualenv(tmp_pa
     finally:
         server.send_signal(signal.SIGTERM)
         output = server.communicate(timeout=15)[0].decode()
-    assert '"level": "WARNING"' in output and "AUTHENTICATION IS DISABLED" in output
+    assert '"level": "WARNING"' in output
+    assert "AUTHENTICATION IS DISABLED" in output
 
 
 def test_sentinel_urls_parse() -> None:
@@ -184,8 +196,11 @@ def sentinel(tmp_path: Path) -> Iterator[tuple[int, str]]:
         f"sentinel monitor {name} 127.0.0.1 {REDIS_PORT} 1\n"
         f"sentinel down-after-milliseconds {name} 600000\n"
     )
-    process = subprocess.Popen(["redis-server", str(config), "--sentinel"],  # noqa: S607
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        ["redis-server", str(config), "--sentinel"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         yield port, name
     finally:
@@ -220,8 +235,14 @@ def test_migrate_waits_creates_the_database_and_applies_the_schema(mariadb_datab
     name = f"aurora_test_migrate_{uuid.uuid4().hex[:10]}"
     env = {**os.environ, "DATABASE_URL": mariadb_url(name), "AURORA_LOG_FORMAT": "text"}
     try:
-        done = subprocess.run([sys.executable, "-m", "service", "migrate", "--wait", "5", "--create-database"],
-                              env=env, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "service", "migrate", "--wait", "5", "--create-database"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr
         admin = pymysql.connect(host=MARIADB_HOST, port=MARIADB_PORT, user="root", database=name)
         with admin.cursor() as cursor:
@@ -242,8 +263,14 @@ def test_migrate_waits_creates_the_database_and_applies_the_schema(mariadb_datab
         admin.close()
     dead = {**env, "DATABASE_URL": "mysql+pymysql://root@127.0.0.1:1/aurora"}
     started = time.monotonic()
-    failed = subprocess.run([sys.executable, "-m", "service", "migrate", "--wait", "2"],
-                            env=dead, capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    failed = subprocess.run(
+        [sys.executable, "-m", "service", "migrate", "--wait", "2"],
+        env=dead,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert failed.returncode == 1
     assert time.monotonic() - started >= 2  # it kept trying for the time it was given
     assert re.search(r"cannot migrate", failed.stderr)

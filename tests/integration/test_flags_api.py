@@ -164,9 +164,10 @@ def test_update_list_delete_and_history(client: TestClient) -> None:
     assert history[1]["new_state"]["rollout_percentage"] == 40
 
 
-def test_update_refuses_null_for_required_fields(client: TestClient) -> None:
-    flag = create(client, flag_key="f")
-    response = client.put(f"{API}/{flag['id']}", json={"is_enabled": None})
-    assert response.status_code == 422
+def test_update_treats_null_as_unchanged_and_refuses_nothing_to_do(client: TestClient) -> None:
+    flag = create(client, flag_key="f", description="d")
+    unchanged = client.put(f"{API}/{flag['id']}", json={"is_enabled": None, "flag_name": None})
+    assert (unchanged.status_code, unchanged.json()["version"]) == (200, 1)
     assert client.put(f"{API}/{flag['id']}", json={}).status_code == 422
-    assert client.get(f"{API}/{flag['id']}").json()["version"] == 1
+    cleared = client.put(f"{API}/{flag['id']}", json={"description": None}).json()
+    assert (cleared["description"], cleared["version"]) == (None, 2)

@@ -23,16 +23,28 @@ pytestmark = pytest.mark.anyio
 
 
 def flag_event(version: int, percentage: int = 50, *, op: str = "upsert") -> ChangeEvent:
-    state = None if op == "delete" else {
-        "flag_key": "f", "environment": ENV, "is_enabled": True,
-        "rollout_percentage": percentage, "version": version,
-    }  # fmt: skip
+    state = (
+        None
+        if op == "delete"
+        else {
+            "flag_key": "f",
+            "environment": ENV,
+            "is_enabled": True,
+            "rollout_percentage": percentage,
+            "version": version,
+        }
+    )
     return ChangeEvent("flag", op, "f", ENV, None, version, state)  # type: ignore[arg-type]
 
 
 def config_event(version: int, value: Any, service: str | None = None) -> ChangeEvent:
-    state = {"config_key": "k", "config_value": value, "environment": ENV,
-             "service_name": service, "version": version}  # fmt: skip
+    state = {
+        "config_key": "k",
+        "config_value": value,
+        "environment": ENV,
+        "service_name": service,
+        "version": version,
+    }
     return ChangeEvent("config", "upsert", "k", ENV, service, version, state)
 
 
@@ -118,8 +130,13 @@ async def test_replay_is_exact_and_refuses_what_it_no_longer_holds(model: RedisR
 async def test_rebuild_swaps_in_a_new_epoch_atomically(model: RedisReadModel) -> None:
     first = await model.epoch(ENV)
     await model.apply(flag_event(5))
-    item = {"flag_key": "g", "environment": ENV, "is_enabled": False,
-            "rollout_percentage": 0, "version": 7}  # fmt: skip
+    item = {
+        "flag_key": "g",
+        "environment": ENV,
+        "is_enabled": False,
+        "rollout_percentage": 0,
+        "version": 7,
+    }
     assert await model.rebuild(ENV, [], [item], force=False) is None  # already built: refused
     second = await model.rebuild(ENV, [], [item], force=True)
     assert second not in {None, first}
@@ -133,8 +150,12 @@ async def test_rebuild_swaps_in_a_new_epoch_atomically(model: RedisReadModel) ->
 def message(revision: int, event: ChangeEvent | None, epoch: str = "e1") -> FeedMessage:
     import json  # noqa: PLC0415
 
-    raw = {"environment": ENV, "epoch": epoch, "revision": revision,
-           "event": event.to_dict() if event else None}  # fmt: skip
+    raw = {
+        "environment": ENV,
+        "epoch": epoch,
+        "revision": revision,
+        "event": event.to_dict() if event else None,
+    }
     return FeedMessage.parse(json.dumps(raw))
 
 

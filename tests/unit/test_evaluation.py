@@ -8,8 +8,13 @@ from aurora_client.state import FlagState
 
 
 def flag(percentage: int, *, enabled: bool = True, key: str = "AB12A") -> FlagState:
-    return FlagState(key=key, environment="production", is_enabled=enabled,
-                     rollout_percentage=percentage, version=1)  # fmt: skip
+    return FlagState(
+        key=key,
+        environment="production",
+        is_enabled=enabled,
+        rollout_percentage=percentage,
+        version=1,
+    )
 
 
 def test_unleash_client_specification_vectors() -> None:

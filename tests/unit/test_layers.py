@@ -9,9 +9,16 @@ import pytest
 
 
 @pytest.mark.parametrize(
-    "module", ["aurora_client", "aurora_client.evaluation", "database.repositories",
-               "database.uow", "database.migrations", "cache"],
-)  # fmt: skip
+    "module",
+    [
+        "aurora_client",
+        "aurora_client.evaluation",
+        "database.repositories",
+        "database.uow",
+        "database.migrations",
+        "cache",
+    ],
+)
 def test_lower_layers_do_not_import_the_web_layer(module: str) -> None:
     probe = (
         f"import sys, {module}; "

@@ -21,9 +21,26 @@ def test_good_keys(key: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["", "x" * 201, "a b", "a\nb", "é", "../x", "a/../b", "a/./b", "./a", "/a", "a/", "a//b",
-            "..", "a;b", "a'b", "a%2Fb"],
-)  # fmt: skip
+    "key",
+    [
+        "",
+        "x" * 201,
+        "a b",
+        "a\nb",
+        "é",
+        "../x",
+        "a/../b",
+        "a/./b",
+        "./a",
+        "/a",
+        "a/",
+        "a//b",
+        "..",
+        "a;b",
+        "a'b",
+        "a%2Fb",
+    ],
+)
 def test_bad_keys(key: str) -> None:
     with pytest.raises(ValueError):
         check_key(key)
@@ -69,7 +86,8 @@ def test_if_match() -> None:
     assert IfMatch.parse('"3"').versions == frozenset({3})  # type: ignore[union-attr]
     assert IfMatch.parse('W/"3", "4"').versions == frozenset({3, 4})  # type: ignore[union-attr]
     assert IfMatch.parse("*").versions is None  # type: ignore[union-attr]
-    for bad in ("abc", '"-1"', '""', '"99999999999"'):
+    assert IfMatch.parse("3").versions == frozenset({3})  # type: ignore[union-attr]
+    for bad in ("abc", '"-1"', '""', '"99999999999"', '"3', "null"):
         with pytest.raises(InvalidInput):
             IfMatch.parse(bad)
     check_if_match(None, 1)

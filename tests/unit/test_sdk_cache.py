@@ -13,13 +13,23 @@ from aurora_client.events import ChangeEvent
 
 
 def config(key: str, value: Any, service: str | None = None, version: int = 1) -> dict[str, Any]:
-    return {"config_key": key, "config_value": value, "environment": "production",
-            "service_name": service, "version": version}  # fmt: skip
+    return {
+        "config_key": key,
+        "config_value": value,
+        "environment": "production",
+        "service_name": service,
+        "version": version,
+    }
 
 
 def flag(key: str, percentage: int, version: int = 1, enabled: bool = True) -> dict[str, Any]:
-    return {"flag_key": key, "environment": "production", "is_enabled": enabled,
-            "rollout_percentage": percentage, "version": version}  # fmt: skip
+    return {
+        "flag_key": key,
+        "environment": "production",
+        "is_enabled": enabled,
+        "rollout_percentage": percentage,
+        "version": version,
+    }
 
 
 SNAPSHOT = {
