@@ -18,7 +18,7 @@ run: $(STAMP)
 
 ## The whole suite: lint, types, and tests on SQLite and on the local MariaDB/Redis.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -28,6 +28,10 @@ lint: $(STAMP)
 fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+## Every benchmark, against the local MariaDB and Redis; writes bench/RESULTS.md.
+bench: $(STAMP)
+	bash bench/run.sh
 
 ## Apply the schema to DATABASE_URL (Alembic migrations).
 migrate: $(STAMP)

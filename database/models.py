@@ -25,7 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.dialects import mysql
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 KEY_LENGTH = 200
 SERVICE_LENGTH = 100
@@ -69,7 +69,35 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-class Configuration(Base):
+class Versioned:
+    """What every configuration and flag row carries: its version and who changed it when.
+
+    Optimistic concurrency: every UPDATE/DELETE says WHERE version = <the version read>, and
+    SQLAlchemy raises StaleDataError when another writer got there first. We set the new version
+    ourselves (version_id_generator=False) because a version is also the item's ETag.
+    """
+
+    version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp)
+    created_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    updated_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        return {"version_id_col": cls.__table__.c.version, "version_id_generator": False}  # type: ignore[attr-defined]
+
+    def audit(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "created_by": self.created_by,
+            "updated_by": self.updated_by,
+        }
+
+
+class Configuration(Versioned, Base):
     __tablename__ = "app_configurations"
     __table_args__ = (
         UniqueConstraint("environment", "service_scope", "config_key"),
@@ -84,16 +112,6 @@ class Configuration(Base):
     service_scope: Mapped[str] = mapped_column(String(SERVICE_LENGTH))
     config_value: Mapped[Any] = mapped_column(Json)
     description: Mapped[str | None] = mapped_column(String(DESCRIPTION_LENGTH))
-    version: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(Timestamp)
-    updated_at: Mapped[datetime] = mapped_column(Timestamp)
-    created_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
-    updated_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
-
-    # Optimistic concurrency: every UPDATE/DELETE says WHERE version = <the version read>, and
-    # SQLAlchemy raises StaleDataError when another writer got there first. We set the new
-    # version ourselves (version_id_generator=False) because a version is also the item's ETag.
-    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
 
     def to_state(self) -> ConfigState:
         return ConfigState(
@@ -113,15 +131,11 @@ class Configuration(Base):
             "environment": self.environment,
             "service_name": self.service_name,
             "description": self.description,
-            "version": self.version,
-            "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
-            "created_by": self.created_by,
-            "updated_by": self.updated_by,
+            **self.audit(),
         }
 
 
-class FeatureFlag(Base):
+class FeatureFlag(Versioned, Base):
     __tablename__ = "feature_flags"
     __table_args__ = (
         UniqueConstraint("environment", "flag_key"),
@@ -135,13 +149,6 @@ class FeatureFlag(Base):
     environment: Mapped[str] = mapped_column(String(ENVIRONMENT_LENGTH))
     is_enabled: Mapped[bool] = mapped_column(Boolean)
     rollout_percentage: Mapped[int] = mapped_column(SmallInteger)
-    version: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(Timestamp)
-    updated_at: Mapped[datetime] = mapped_column(Timestamp)
-    created_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
-    updated_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
-
-    __mapper_args__ = {"version_id_col": version, "version_id_generator": False}
 
     def to_state(self) -> FlagState:
         return FlagState(
@@ -161,11 +168,7 @@ class FeatureFlag(Base):
             "environment": self.environment,
             "is_enabled": self.is_enabled,
             "rollout_percentage": self.rollout_percentage,
-            "version": self.version,
-            "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
-            "created_by": self.created_by,
-            "updated_by": self.updated_by,
+            **self.audit(),
         }
 
 

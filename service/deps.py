@@ -1,4 +1,9 @@
-"""Request dependencies: the store, input rules that depend on settings, actor and If-Match."""
+"""Request dependencies: the store, input rules that depend on settings, actor and If-Match.
+
+All `async def`: they do no I/O, and FastAPI runs a plain `def` dependency in the thread pool,
+which cost a thread hop per dependency per request (measured: the evaluate route served a tenth
+of the fast path's requests per second until this changed).
+"""
 
 from __future__ import annotations
 
@@ -46,22 +51,22 @@ class Rules:
             raise InvalidInput(str(exc)) from None
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     store: Store = request.app.state.store
     return store
 
 
-def get_rules(request: Request) -> Rules:
+async def get_rules(request: Request) -> Rules:
     rules: Rules = request.app.state.rules
     return rules
 
 
-def get_reads(request: Request) -> Reads:
+async def get_reads(request: Request) -> Reads:
     reads: Reads = request.app.state.reads
     return reads
 
 
-def get_writes(request: Request) -> Propagator:
+async def get_writes(request: Request) -> Propagator:
     writes: Propagator = request.app.state.propagator
     return writes
 
@@ -80,7 +85,7 @@ WritesDep = Annotated[Propagator, Depends(get_writes)]
 RulesDep = Annotated[Rules, Depends(get_rules)]
 
 
-def environment_query(
+async def environment_query(
     rules: RulesDep,
     environment: Annotated[
         str | None, Query(description="Defaults to AURORA_DEFAULT_ENVIRONMENT", max_length=64)
@@ -89,14 +94,14 @@ def environment_query(
     return rules.environment(environment)
 
 
-def environment_filter(
+async def environment_filter(
     rules: RulesDep, environment: Annotated[str | None, Query(max_length=64)] = None
 ) -> str | None:
     """For list filters: omitted means every environment."""
     return None if environment is None else rules.environment(environment)
 
 
-def service_query(
+async def service_query(
     service_name: Annotated[
         str | None, Query(max_length=200, description="Omit for the global scope")
     ] = None,
@@ -109,14 +114,14 @@ def service_query(
         raise InvalidInput(f"service_name: {exc}") from None
 
 
-def key_path(key: Annotated[str, Path(description="The key; it may contain '/'")]) -> str:
+async def key_path(key: Annotated[str, Path(description="The key; it may contain '/'")]) -> str:
     try:
         return check_key(key)
     except ValueError as exc:
         raise InvalidInput(f"key {key[:64]!r}: {exc}") from None
 
 
-def get_principal(request: Request) -> Principal:
+async def get_principal(request: Request) -> Principal:
     """Who is asking: set by AuthMiddleware (the token's name is the actor in history)."""
     principal: Principal | None = getattr(request.state, "principal", None)
     if principal is None:  # never silently anonymous
@@ -127,21 +132,21 @@ def get_principal(request: Request) -> Principal:
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def readable_environment(
+async def readable_environment(
     env: Annotated[str, Depends(environment_query)], principal: PrincipalDep
 ) -> str:
     principal.require_read(env)
     return env
 
 
-def readable_filter(
+async def readable_filter(
     env: Annotated[str | None, Depends(environment_filter)], principal: PrincipalDep
 ) -> str | None:
     principal.require_read(env)
     return env
 
 
-def if_match_header(
+async def if_match_header(
     if_match: Annotated[
         str | None,
         Header(max_length=200, description="Only change the item if its version is one of these"),

@@ -40,6 +40,8 @@ class FastReads:
                 answer = await self._answer(scope, path)
                 if answer is not None:
                     body, headers = answer
+                    # With a length, the server need not chunk the body (measurably cheaper).
+                    headers.append((b"content-length", str(len(body)).encode()))
                     await send({"type": "http.response.start", "status": 200, "headers": headers})
                     await send({"type": "http.response.body", "body": body})
                     return

@@ -163,7 +163,18 @@ class ConfigValueSet(Body):
     description: Description | None = None
 
 
-class ConfigOut(BaseModel):
+class ItemOut(BaseModel):
+    """A configuration or flag as the API shows it."""
+
+    @classmethod
+    def of(cls, item: Configuration | FeatureFlag | dict[str, Any]) -> Self:
+        """From a row, or from the item as the read model holds it."""
+        if isinstance(item, dict):
+            return cls.model_validate(item)
+        return cls.model_validate(item, from_attributes=True)
+
+
+class ConfigOut(ItemOut):
     id: int
     config_key: str
     config_value: JsonValue
@@ -175,13 +186,6 @@ class ConfigOut(BaseModel):
     updated_at: Timestamp
     created_by: str
     updated_by: str
-
-    @classmethod
-    def of(cls, config: Configuration | dict[str, Any]) -> ConfigOut:
-        """From a row, or from the item as the read model holds it."""
-        if isinstance(config, dict):
-            return cls.model_validate(config)
-        return cls.model_validate(config, from_attributes=True)
 
 
 class ValueOut(BaseModel):
@@ -266,7 +270,7 @@ class FlagUpdate(Body):
         }
 
 
-class FlagOut(BaseModel):
+class FlagOut(ItemOut):
     id: int
     flag_key: str
     flag_name: str
@@ -279,12 +283,6 @@ class FlagOut(BaseModel):
     updated_at: Timestamp
     created_by: str
     updated_by: str
-
-    @classmethod
-    def of(cls, flag: FeatureFlag | dict[str, Any]) -> FlagOut:
-        if isinstance(flag, dict):
-            return cls.model_validate(flag)
-        return cls.model_validate(flag, from_attributes=True)
 
 
 class EvaluationOut(BaseModel):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from aurora_client.state import JsonValue
 from fastapi import APIRouter, Path, Query, Response, status
 
 from service.deps import (
-    PROPAGATION_HEADER,
     EnvQuery,
     IfMatchDep,
     KeyPath,
@@ -23,8 +22,8 @@ from service.deps import (
     mark_propagation,
 )
 from service.etag import format_etag
-from service.propagation import Written
 from service.routers import API_PREFIX
+from service.routers.responses import WRITTEN, Limit, Offset, shown
 from service.schemas import (
     ConfigCreate,
     ConfigOut,
@@ -39,17 +38,6 @@ from service.usecases import configs
 router = APIRouter(prefix=f"{API_PREFIX}/configurations", tags=["configurations"])
 
 Id = Annotated[int, Path(ge=1, le=2**63 - 1, description="configuration id")]
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
-WRITTEN = {"headers": {PROPAGATION_HEADER: {"description": "complete, or pending (in the outbox)"}}}
-
-
-def _shown(response: Response, item: Any, written: Written[Any] | None = None) -> ConfigOut:
-    out = ConfigOut.of(item)
-    response.headers["ETag"] = format_etag(out.version)
-    if written is not None:
-        mark_propagation(response, written)
-    return out
 
 
 @router.post(
@@ -67,7 +55,7 @@ async def create_configuration(
         description=body.description,
         actor=actor,
     )
-    return _shown(response, written.value, written)
+    return shown(response, ConfigOut.of(written.value), written)
 
 
 @router.get("/", response_model=PageOut[ConfigOut])
@@ -105,7 +93,7 @@ async def get_by_key(
     key: KeyPath, reads: ReadsDep, env: ReadableEnv, service: ServiceQuery, response: Response
 ) -> ConfigOut:
     """The configuration stored in exactly this scope (no fallback to the global)."""
-    return _shown(response, await reads.config(env, service, key))
+    return shown(response, ConfigOut.of(await reads.config(env, service, key)))
 
 
 @router.put("/key/{key:path}", response_model=ConfigOut, responses={200: WRITTEN, 201: WRITTEN})
@@ -133,7 +121,7 @@ async def set_value(
     )
     if written.value.created:
         response.status_code = status.HTTP_201_CREATED
-    return _shown(response, written.value.config, written)
+    return shown(response, ConfigOut.of(written.value.config), written)
 
 
 @router.get("/value/{key:path}", response_model=ValueOut)
@@ -159,7 +147,7 @@ async def get_configuration(
 ) -> ConfigOut:
     config = await store.run(configs.get, config_id)
     principal.require_read(config.environment)
-    return _shown(response, config)
+    return shown(response, ConfigOut.of(config))
 
 
 @router.put("/{config_id:int}", response_model=ConfigOut, responses={200: WRITTEN})
@@ -176,7 +164,7 @@ async def update_configuration(
     if "config_value" in changes:
         rules.value(changes["config_value"])
     written = await writes.write(configs.update, config_id, changes, if_match=if_match, actor=actor)
-    return _shown(response, written.value, written)
+    return shown(response, ConfigOut.of(written.value), written)
 
 
 @router.delete("/{config_id:int}", status_code=status.HTTP_204_NO_CONTENT, responses={204: WRITTEN})

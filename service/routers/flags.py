@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
 from service.deps import (
-    PROPAGATION_HEADER,
     EnvQuery,
     IfMatchDep,
     KeyPath,
@@ -20,9 +19,8 @@ from service.deps import (
     WritesDep,
     mark_propagation,
 )
-from service.etag import format_etag
-from service.propagation import Written
 from service.routers import API_PREFIX
+from service.routers.responses import WRITTEN, Limit, Offset, shown
 from service.schemas import (
     CheckOut,
     EvaluationOut,
@@ -42,17 +40,6 @@ UserId = Annotated[
     str | None,
     Query(min_length=1, max_length=256, description="Without it, only a 100% rollout is on"),
 ]
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
-WRITTEN = {"headers": {PROPAGATION_HEADER: {"description": "complete, or pending (in the outbox)"}}}
-
-
-def _shown(response: Response, item: Any, written: Written[Any] | None = None) -> FlagOut:
-    out = FlagOut.of(item)
-    response.headers["ETag"] = format_etag(out.version)
-    if written is not None:
-        mark_propagation(response, written)
-    return out
 
 
 @router.post(
@@ -71,7 +58,7 @@ async def create_flag(
         rollout_percentage=body.rollout_percentage,
         actor=actor,
     )
-    return _shown(response, written.value, written)
+    return shown(response, FlagOut.of(written.value), written)
 
 
 @router.get("/", response_model=PageOut[FlagOut])
@@ -100,7 +87,7 @@ async def bulk_flags(reads: ReadsDep, env: ReadableEnv, user_id: UserId = None) 
 async def get_flag_by_key(
     key: KeyPath, reads: ReadsDep, env: ReadableEnv, response: Response
 ) -> FlagOut:
-    return _shown(response, await reads.flag(env, key))
+    return shown(response, FlagOut.of(await reads.flag(env, key)))
 
 
 @router.get("/evaluate/{key:path}", response_model=EvaluationOut)
@@ -142,7 +129,7 @@ async def toggle_flag(
     written = await writes.write(
         flags.toggle, env, key, enabled=enabled, if_match=if_match, actor=actor
     )
-    return _shown(response, written.value, written)
+    return shown(response, FlagOut.of(written.value), written)
 
 
 @router.put("/rollout/{key:path}", response_model=FlagOut, responses={200: WRITTEN})
@@ -158,7 +145,7 @@ async def set_rollout(
     written = await writes.write(
         flags.set_rollout, env, key, percentage, if_match=if_match, actor=actor
     )
-    return _shown(response, written.value, written)
+    return shown(response, FlagOut.of(written.value), written)
 
 
 @router.get("/{flag_id:int}", response_model=FlagOut)
@@ -167,7 +154,7 @@ async def get_flag(
 ) -> FlagOut:
     flag = await store.run(flags.get, flag_id)
     principal.require_read(flag.environment)
-    return _shown(response, flag)
+    return shown(response, FlagOut.of(flag))
 
 
 @router.put("/{flag_id:int}", response_model=FlagOut, responses={200: WRITTEN})
@@ -182,7 +169,7 @@ async def update_flag(
     written = await writes.write(
         flags.update, flag_id, body.changes(), if_match=if_match, actor=actor
     )
-    return _shown(response, written.value, written)
+    return shown(response, FlagOut.of(written.value), written)
 
 
 @router.delete("/{flag_id:int}", status_code=status.HTTP_204_NO_CONTENT, responses={204: WRITTEN})

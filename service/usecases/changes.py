@@ -74,6 +74,18 @@ def stamp_new(item: Item, uow: UnitOfWork, actor: Principal) -> None:
     item.created_by = item.updated_by = actor.name
 
 
+def apply_create(uow: UnitOfWork, item: Item, *, actor: Principal) -> None:
+    """Insert a new item as its key's next version, audited and queued, and commit. A
+    concurrent insert of the same key surfaces as IntegrityError (the caller says what it means)."""
+    stamp_new(item, uow, actor)
+    if isinstance(item, Configuration):
+        uow.configs.add(item)
+    else:
+        uow.flags.add(item)
+    record(uow, item, "create", old=None, actor=actor)
+    uow.commit()
+
+
 def apply_update(
     uow: UnitOfWork,
     item: Item,

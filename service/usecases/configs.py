@@ -15,7 +15,7 @@ from database.uow import UnitOfWork
 from service.errors import NotFound, config_missing, config_taken, value_missing
 from service.etag import IfMatch, check_if_match
 from service.principal import Principal
-from service.usecases.changes import apply_delete, apply_update, record, stamp_new
+from service.usecases.changes import apply_create, apply_delete, apply_update
 
 
 def _get(uow: UnitOfWork, config_id: int) -> Configuration:
@@ -23,6 +23,19 @@ def _get(uow: UnitOfWork, config_id: int) -> Configuration:
     if config is None:
         raise NotFound(f"configuration {config_id} does not exist")
     return config
+
+
+def _new(
+    env: str, service: str | None, key: str, value: JsonValue, description: str | None
+) -> Configuration:
+    return Configuration(
+        config_key=key,
+        environment=env,
+        service_name=service,
+        service_scope=scope_of(service),
+        config_value=value,
+        description=description,
+    )
 
 
 def create(
@@ -39,19 +52,9 @@ def create(
     with uow:
         if uow.configs.get_by_scope(env, service, key) is not None:
             raise config_taken(env, service, key)
-        config = Configuration(
-            config_key=key,
-            environment=env,
-            service_name=service,
-            service_scope=scope_of(service),
-            config_value=value,
-            description=description,
-        )
-        stamp_new(config, uow, actor)
+        config = _new(env, service, key, value, description)
         try:
-            uow.configs.add(config)
-            record(uow, config, "create", old=None, actor=actor)
-            uow.commit()
+            apply_create(uow, config, actor=actor)
         except IntegrityError as exc:  # a concurrent create of the same scope won
             raise config_taken(env, service, key) from exc
         return config
@@ -157,19 +160,9 @@ def set_value(
                 uow.commit()
             return SetResult(config, created=False)
         check_if_match(if_match, None)
-        config = Configuration(
-            config_key=key,
-            environment=env,
-            service_name=service,
-            service_scope=scope_of(service),
-            config_value=value,
-            description=description,
-        )
-        stamp_new(config, uow, actor)
+        config = _new(env, service, key, value, description)
         try:
-            uow.configs.add(config)
-            record(uow, config, "create", old=None, actor=actor)
-            uow.commit()
+            apply_create(uow, config, actor=actor)
         except IntegrityError as exc:
             # Another writer created this scope between our read and insert: run again, and
             # this time update what it wrote (with its true old value in the history).

@@ -14,7 +14,7 @@ from database.uow import UnitOfWork
 from service.errors import AlreadyExists, NotFound, flag_missing
 from service.etag import IfMatch
 from service.principal import Principal
-from service.usecases.changes import apply_delete, apply_update, record, stamp_new
+from service.usecases.changes import apply_create, apply_delete, apply_update
 
 
 def _get(uow: UnitOfWork, flag_id: int) -> FeatureFlag:
@@ -55,11 +55,8 @@ def create(
             is_enabled=is_enabled,
             rollout_percentage=rollout_percentage,
         )
-        stamp_new(flag, uow, actor)
         try:
-            uow.flags.add(flag)
-            record(uow, flag, "create", old=None, actor=actor)
-            uow.commit()
+            apply_create(uow, flag, actor=actor)
         except IntegrityError as exc:
             raise AlreadyExists(taken) from exc
         return flag
