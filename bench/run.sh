@@ -60,8 +60,15 @@ curl -sf -X POST "$S/feature-flags/" -H "$AUTH" -H 'content-type: application/js
 curl -sf -X POST "$S/configurations/" -H "$AUTH" -H 'content-type: application/json' \
     -d '{"config_key": "database.max_connections", "config_value": 100, "environment": "production", "service_name": "user-service"}' >/dev/null
 
-# --- Memory per idle stream: first, on fresh processes (an allocator keeps what it once grew) ---
-"$PY" bench/sse.py memory --port "$SERVICE_PORT" --token "$ADMIN_TOKEN" --subscribers 1000 --pid "$SERVICE_PID" > "$OUT/mem-service.json"
+# --- Memory per idle stream: on fresh processes of their own (an allocator keeps what it grew) ---
+MEM_PORT=$(free_port)
+HOST=127.0.0.1 PORT=$MEM_PORT AURORA_REDIS_PREFIX=$PREFIX AURORA_AUTH=enabled \
+    AURORA_ADMIN_TOKEN=$ADMIN_TOKEN AURORA_LOG_LEVEL=WARNING "$PY" -m service > "$OUT/service-mem.log" 2>&1 &
+MEM_PID=$!
+PIDS+=($MEM_PID)
+wait_http "http://127.0.0.1:$MEM_PORT/health/ready" 60
+"$PY" bench/sse.py memory --port "$MEM_PORT" --token "$ADMIN_TOKEN" --subscribers 1000 --pid "$MEM_PID" > "$OUT/mem-service.json"
+kill "$MEM_PID"
 "$PY" bench/sse.py memory --port "$BARE_PORT" --subscribers 1000 --pid "${PIDS[0]}" --path /sse > "$OUT/mem-bare.json"
 echo "bench: memory $(cat "$OUT/mem-service.json") vs bare $(cat "$OUT/mem-bare.json")"
 
