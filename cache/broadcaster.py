@@ -38,9 +38,10 @@ class Subscriber:
             self.queue.get_nowait()
         self.queue.put_nowait(None)
 
-    def offer(self, message: FeedMessage) -> None:
+    def offer(self, message: FeedMessage) -> bool:
+        """Queue the message if wanted; False if the subscriber fell too far behind (dropped)."""
         if self.closed is not None or not self.wants(message):
-            return
+            return True
         if self.queue.qsize() >= self.capacity:
             log.info(
                 "dropping a slow SSE subscriber of %s at revision %d",
@@ -48,8 +49,9 @@ class Subscriber:
                 message.revision,
             )
             self.close("too slow")
-            return
+            return False
         self.queue.put_nowait(message)
+        return True
 
 
 class Broadcaster:
@@ -68,9 +70,8 @@ class Broadcaster:
 
     def publish(self, message: FeedMessage) -> None:
         for subscriber in tuple(self._subscribers.get(message.environment, ())):
-            subscriber.offer(message)
-            if subscriber.closed is not None:
-                self.dropped += subscriber.closed == "too slow"
+            if not subscriber.offer(message):
+                self.dropped += 1
                 self.unsubscribe(subscriber)
 
     def close(self, reason: str, environment: str | None = None) -> None:

@@ -53,7 +53,6 @@ class ChangeFeed:
         self.connected = asyncio.Event()
         self._positions: dict[str, tuple[str, int]] = {}  # last (epoch, revision) handed on
         self.resyncs = 0
-        self.last_message_at: float | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep the subscription alive until `stop` is set, reconnecting with jittered backoff."""
@@ -91,7 +90,6 @@ class ChangeFeed:
             while not stop.is_set():
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
                 if message is not None and message["type"] == "message":
-                    self.last_message_at = time.monotonic()
                     await self._deliver(FeedMessage.parse(message["data"]))
                 if time.monotonic() >= next_check:
                     await self._check_epochs()

@@ -8,8 +8,6 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from database.models import Base
-
 # MySQL/MariaDB/TiDB error codes that mean "run the transaction again":
 # 1205 lock wait timeout, 1213 deadlock, 8002/8022 TiDB retry errors, 9007 TiDB write conflict.
 RETRYABLE_MYSQL_CODES = frozenset({1205, 1213, 8002, 8022, 9007})
@@ -77,11 +75,6 @@ def create_database(url: str) -> None:
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
-
-
-def create_schema(engine: Engine) -> None:
-    """For the embedded SQLite default and tests; servers get schema.sql or Alembic."""
-    Base.metadata.create_all(engine)
 
 
 def ping(engine: Engine) -> None:

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import Unauthenticated, Unavailable
 from service.principal import ADMIN, ANONYMOUS, Principal
-from service.problems import problem
+from service.problems import render
 from service.store import Store
 from service.usecases import tokens
 
@@ -109,12 +109,7 @@ class AuthMiddleware:
                             client[0],
                             exc.detail,
                         )
-                    response = problem(
-                        exc.status, exc.title, exc.detail, slug=exc.slug, instance=scope["path"]
-                    )
-                    if isinstance(exc, Unauthenticated):
-                        response.headers["WWW-Authenticate"] = 'Bearer realm="aurora-config"'
-                    await response(scope, receive, send)
+                    await render(exc, scope["path"])(scope, receive, send)
                     return
                 scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

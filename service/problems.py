@@ -32,12 +32,21 @@ def problem(
     return JSONResponse(jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON)
 
 
+def render(exc: AuroraError, instance: str) -> JSONResponse:
+    """The response for one of our errors: routes, and middlewares that answer before them."""
+    response = problem(exc.status, exc.title, exc.detail, slug=exc.slug, instance=instance)
+    if exc.status == 503:
+        response.headers["Retry-After"] = "1"
+    elif exc.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="aurora-config"'
+    elif exc.status == 413:
+        response.headers["Connection"] = "close"  # the rest of the body is not read
+    return response
+
+
 async def _aurora_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AuroraError)
-    headers = {"Retry-After": "1"} if exc.status == 503 else {}
-    response = problem(exc.status, exc.title, exc.detail, slug=exc.slug, instance=request.url.path)
-    response.headers.update(headers)
-    return response
+    return render(exc, request.url.path)
 
 
 def _location(loc: tuple[Any, ...] | list[Any]) -> str:
