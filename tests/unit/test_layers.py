@@ -16,7 +16,12 @@ import pytest
         "database.repositories",
         "database.uow",
         "database.migrations",
-        "cache",
+        "cache.read_model",
+        "cache.replica",
+        "cache.feed",
+        "cache.broadcaster",
+        "cache.stream",
+        "cache.breaker",
     ],
 )
 def test_lower_layers_do_not_import_the_web_layer(module: str) -> None:
