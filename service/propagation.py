@@ -118,7 +118,7 @@ class Propagator:
             self._poke.clear()
             try:
                 while await self.relay_once() >= RELAY_BATCH and not stop.is_set():
-                    pass
+                    pass  # a full batch: there may be more, go again at once
             except (RedisError, OSError, Unavailable) as exc:
                 log.info("relay paused: %s: %s", type(exc).__name__, exc)
 

@@ -91,7 +91,7 @@ class Reads:
             try:
                 result = await from_redis()
             except NotBuilt:
-                pass
+                pass  # Redis is fine but the model is being (re)built: SQL answers meanwhile
             except (RedisError, OSError):
                 self.breaker.failed()
             else:
