@@ -1,0 +1,307 @@
+"""database/schema.sql (what a DBA runs) and the Alembic migrations build exactly the tables that
+database/models.py declares, and the database itself keeps one global value per key.
+
+Alembic's own type comparison is too lenient on MySQL/MariaDB to be a drift check: it treats JSON
+and LONGTEXT as synonyms and ignores a DATETIME's fractional precision, so a schema.sql with
+`config_value LONGTEXT` (no JSON validation) or `created_at DATETIME` (microseconds silently
+truncated, breaking time ordering) would pass. `strict_types` below closes those holes, and
+`test_the_drift_check_sees_what_alembic_defaults_miss` proves it does.
+"""
+
+from __future__ import annotations
+
+import pprint
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import JSON, Boolean, Connection, DateTime, Engine, inspect, select, text
+from sqlalchemy.dialects import mysql
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from database.engine import make_engine
+from database.migrations import alembic_config, upgrade_to_head
+from database.models import Base, Configuration, scope_of, utcnow
+from tests.backends import throwaway_mariadb
+
+SCHEMA_SQL = Path(__file__).resolve().parents[2] / "database" / "schema.sql"
+VERSION_TABLE = "alembic_version"
+MYSQL_DUPLICATE_KEY = 1062
+
+TypeRule = Callable[[Any, Any, Any, Any, Any], bool | None]
+
+
+def schema_statements(sql: str) -> list[str]:
+    """The statements of a DDL script: `--` comment lines dropped, split on ';'."""
+    code = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return [statement.strip() for statement in code.split(";") if statement.strip()]
+
+
+def apply_sql(engine: Engine, sql: str) -> None:
+    with engine.begin() as conn:
+        for statement in schema_statements(sql):
+            conn.execute(text(statement))
+
+
+def json_columns(conn: Connection) -> frozenset[tuple[str, str]]:
+    """(table, column) of every MariaDB JSON column. MariaDB's JSON is an alias: the column reads
+    back as LONGTEXT, and only its CHECK (json_valid(`col`)) tells it from a plain LONGTEXT.
+    SQLAlchemy does not reflect column-level checks, so ask information_schema."""
+    if conn.dialect.name != "mysql" or not getattr(conn.dialect, "is_mariadb", False):
+        return frozenset()
+    rows = conn.execute(
+        text(
+            "SELECT TABLE_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS"
+            " WHERE CONSTRAINT_SCHEMA = DATABASE()"
+        )
+    )
+    found = set()
+    for table, clause in rows:
+        match = re.fullmatch(r"json_valid\(`([^`]+)`\)", clause.strip())
+        if match:
+            found.add((table, match.group(1)))
+    return frozenset(found)
+
+
+def strict_types(json_cols: frozenset[tuple[str, str]]) -> TypeRule:
+    """Alembic's compare_type hook, strict where its MySQL defaults are lenient (see the module
+    docstring). Returns True for drift, False for a match, None for Alembic's default rules."""
+
+    def compare_type(
+        context: MigrationContext,
+        inspected_column: Any,
+        _metadata_column: Any,
+        inspected_type: Any,
+        metadata_type: Any,
+    ) -> bool | None:
+        dialect = context.dialect
+        if dialect.name != "mysql":
+            return None  # SQLite: Alembic's rules are fine (types there are affinities anyway)
+        expected = metadata_type.dialect_impl(dialect)  # resolves with_variant(...)
+        where = (inspected_column.table.name, inspected_column.name)
+        if isinstance(expected, JSON):
+            # Native JSON on MySQL 8/TiDB; LONGTEXT + CHECK (json_valid) on MariaDB. A LONGTEXT
+            # without the check accepts any text: that is drift, not a synonym.
+            native = isinstance(inspected_type, JSON)
+            emulated = isinstance(inspected_type, mysql.LONGTEXT) and where in json_cols
+            return not (native or emulated)
+        if isinstance(expected, DateTime):
+            # DATETIME(6) vs DATETIME: the same type name, but the bare one drops microseconds.
+            fsp = getattr(expected, "fsp", None)
+            return not (isinstance(inspected_type, mysql.DATETIME) and inspected_type.fsp == fsp)
+        if isinstance(expected, Boolean):
+            # BOOL is TINYINT(1) on MySQL/MariaDB: a match, not drift. Another width means the
+            # column was not declared BOOL.
+            return not (
+                isinstance(inspected_type, mysql.TINYINT) and inspected_type.display_width == 1
+            )
+        return None
+
+    return compare_type
+
+
+def drift(engine: Engine) -> list[Any]:
+    """What Alembic would have to change to turn the live schema into Base.metadata."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn,
+            opts={
+                "compare_type": strict_types(json_columns(conn)),
+                "compare_server_default": True,
+            },
+        )
+        return compare_metadata(context, Base.metadata)
+
+
+def assert_no_drift(engine: Engine) -> None:
+    diffs = drift(engine)
+    assert diffs == [], "schema differs from database/models.py:\n" + pprint.pformat(diffs)
+
+
+def shape(engine: Engine) -> dict[str, Any]:
+    """Tables, columns, keys, indexes and options as the database reports them."""
+    inspector = inspect(engine)
+    with engine.connect() as conn:
+        json_cols = json_columns(conn)
+    tables: dict[str, Any] = {}
+    for table in inspector.get_table_names():
+        if table == VERSION_TABLE:
+            continue
+        tables[table] = {
+            "columns": sorted(
+                (
+                    column["name"],
+                    repr(column["type"]),
+                    column["nullable"],
+                    column.get("default"),
+                    column.get("autoincrement"),
+                    (table, column["name"]) in json_cols,
+                )
+                for column in inspector.get_columns(table)
+            ),
+            "primary key": inspector.get_pk_constraint(table),
+            "indexes": sorted(
+                (index["name"], tuple(index["column_names"]), bool(index["unique"]))
+                for index in inspector.get_indexes(table)
+            ),
+            "unique": sorted(
+                (unique["name"], tuple(unique["column_names"]))
+                for unique in inspector.get_unique_constraints(table)
+            ),
+            "options": inspector.get_table_options(table),
+        }
+    return tables
+
+
+@pytest.fixture(scope="module")
+def built_by_sql() -> Iterator[Engine]:
+    with throwaway_mariadb("schema_sql") as url:
+        engine = make_engine(url)
+        try:
+            apply_sql(engine, SCHEMA_SQL.read_text())
+            yield engine
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def built_by_alembic() -> Iterator[Engine]:
+    with throwaway_mariadb("schema_alembic") as url:
+        engine = make_engine(url)
+        try:
+            upgrade_to_head(engine)
+            yield engine
+        finally:
+            engine.dispose()
+
+
+@pytest.mark.mariadb
+def test_schema_sql_matches_the_models_on_mariadb(built_by_sql: Engine) -> None:
+    assert_no_drift(built_by_sql)
+
+
+@pytest.mark.mariadb
+def test_migrations_match_the_models_on_mariadb(built_by_alembic: Engine) -> None:
+    assert_no_drift(built_by_alembic)
+
+
+def test_migrations_match_the_models_on_sqlite(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'schema.db'}")
+    try:
+        upgrade_to_head(engine)
+        assert_no_drift(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.mariadb
+def test_schema_sql_and_migrations_build_the_same_tables(
+    built_by_sql: Engine, built_by_alembic: Engine
+) -> None:
+    by_sql, by_alembic = shape(built_by_sql), shape(built_by_alembic)
+    assert set(by_sql) == {table.name for table in Base.metadata.sorted_tables}
+    assert by_sql == by_alembic
+    for table, described in by_sql.items():
+        assert described["options"].get("mysql_default charset") == "utf8mb4", table
+
+
+@pytest.mark.mariadb
+def test_the_drift_check_sees_what_alembic_defaults_miss() -> None:
+    """A schema.sql with a plain LONGTEXT for a JSON column, a bare DATETIME and a TINYINT(4) for
+    a BOOL, none of which Alembic's default comparison reports, fails the check above."""
+    sql = SCHEMA_SQL.read_text()
+    mutations = {
+        "config_value JSON NOT NULL": "config_value LONGTEXT NOT NULL",
+        "changed_at DATETIME(6) NOT NULL": "changed_at DATETIME NOT NULL",
+        "is_enabled BOOL NOT NULL": "is_enabled TINYINT NOT NULL",
+    }
+    for before, after in mutations.items():
+        assert sql.count(before) == 1, before
+        sql = sql.replace(before, after)
+    with throwaway_mariadb("schema_mutant") as url:
+        engine = make_engine(url)
+        try:
+            apply_sql(engine, sql)
+            with engine.connect() as conn:
+                lenient = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            changed = {
+                (diff[2], diff[3])
+                for group in drift(engine)
+                for diff in (group if isinstance(group, list) else [group])
+                if diff[0] == "modify_type"
+            }
+        finally:
+            engine.dispose()
+    assert lenient == []  # why strict_types exists
+    assert changed == {
+        ("app_configurations", "config_value"),
+        ("config_history", "changed_at"),
+        ("feature_flags", "is_enabled"),
+    }
+
+
+def test_schema_sql_names_the_head_revision_to_stamp() -> None:
+    """schema.sql tells a DBA which revision to stamp; it must be the migrations' head."""
+    match = re.search(r"stamping the latest revision \((\w+)\)", SCHEMA_SQL.read_text())
+    assert match is not None
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert match.group(1) == head
+
+
+def configuration(service: str | None, value: int) -> Configuration:
+    now = utcnow()
+    return Configuration(
+        config_key="timeout",
+        environment="production",
+        service_name=service,
+        service_scope=scope_of(service),
+        config_value=value,
+        description=None,
+        version=1,
+        created_at=now,
+        updated_at=now,
+        created_by="test",
+        updated_by="test",
+    )
+
+
+@pytest.fixture(params=["built_by_sql", "built_by_alembic"])
+def mariadb_schema(request: pytest.FixtureRequest) -> Engine:
+    """Both ways of building the MariaDB schema; tests roll back, leaving the tables empty."""
+    engine: Engine = request.getfixturevalue(request.param)
+    return engine
+
+
+@pytest.mark.mariadb
+def test_two_globals_with_one_key_cannot_exist_in_the_database(mariadb_schema: Engine) -> None:
+    """The unique index refuses it, although service_name is NULL (NULLs never clash)."""
+    with Session(mariadb_schema) as session:
+        session.add(configuration(None, 1))
+        session.flush()
+        session.add(configuration(None, 2))
+        with pytest.raises(IntegrityError) as refused:
+            session.flush()
+        session.rollback()
+    # A duplicate key, not some other integrity failure such as a NOT NULL column left empty.
+    assert refused.value.orig.args[0] == MYSQL_DUPLICATE_KEY
+    assert "uq_app_configurations_environment_service_scope_config_key" in str(refused.value)
+
+
+@pytest.mark.mariadb
+def test_a_global_and_a_service_value_of_one_key_coexist(mariadb_schema: Engine) -> None:
+    with Session(mariadb_schema) as session:
+        session.add_all([configuration(None, 1), configuration("billing", 2)])
+        session.flush()
+        rows = session.execute(
+            select(Configuration.service_name, Configuration.config_value).where(
+                Configuration.environment == "production", Configuration.config_key == "timeout"
+            )
+        ).all()
+        session.rollback()
+    assert sorted(rows, key=lambda row: row.service_name or "") == [(None, 1), ("billing", 2)]
