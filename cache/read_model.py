@@ -11,6 +11,7 @@ script refuses to apply to it, and reads refuse to answer from it, until it is r
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -75,6 +76,31 @@ return rev
 """
 
 
+@dataclass(frozen=True, slots=True)
+class Tombstone:
+    """The version at which a key was last deleted. A rebuild keeps it in the versions hash, as
+    the apply script does, so an older change of that key (one still in the outbox, say) is
+    refused instead of bringing the deleted item back."""
+
+    kind: str  # config | flag
+    service_name: str | None
+    key: str
+    version: int
+
+    @property
+    def field(self) -> str:
+        return self.key if self.kind == "flag" else config_field(self.service_name, self.key)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentItems:
+    """What a rebuild starts from: the live items of an environment and its tombstones."""
+
+    configs: list[Item]
+    flags: list[Item]
+    tombstones: list[Tombstone]
+
+
 class NotBuilt(Exception):
     """The environment's read model is missing (never built, or Redis lost its data)."""
 
@@ -137,17 +163,28 @@ class RedisReadModel:
         return int(result)
 
     async def rebuild(
-        self, environment: str, configs: Iterable[Item], flags: Iterable[Item], *, force: bool
+        self,
+        environment: str,
+        configs: Iterable[Item],
+        flags: Iterable[Item],
+        *,
+        tombstones: Iterable[Tombstone] = (),
+        force: bool,
     ) -> str | None:
         """Replace the environment's read model with these items under a new epoch.
 
         Without `force`, only if the environment has no epoch (and returns None if another
         instance built it meanwhile). Items are staged under temporary keys and swapped in by
-        one script, so readers never see a half-built model.
+        one script, so readers never see a half-built model. Tombstones are staged before the
+        items: a key deleted and then re-created keeps its (higher) live version.
         """
         k = self.keys.env(environment)
         staged = [k.staging(k.configs), k.staging(k.flags), k.staging(k.versions)]
         await self.redis.delete(*staged)
+        deleted = {version_field(t.kind, t.field): t.version for t in tombstones}
+        for start in range(0, len(deleted), 2000):
+            chunk = dict(itertools.islice(deleted.items(), start, start + 2000))
+            await self.redis.hset(staged[2], mapping=chunk)  # type: ignore[arg-type]
         for kind, items, target in (("config", configs, staged[0]), ("flag", flags, staged[1])):
             batch: dict[str, bytes] = {}
             versions: dict[str, int] = {}

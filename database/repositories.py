@@ -201,6 +201,25 @@ class HistoryRepository:
         )
         return last or 0
 
+    def deleted_versions(self, env: str) -> list[tuple[ItemKind, str | None, str, int]]:
+        """(kind, service, key, version) of the last delete of every key ever deleted in the
+        environment. A rebuilt read model keeps them as tombstones, so an older change still in
+        the outbox cannot bring a deleted item back; a re-created key's live version is higher."""
+        rows = self._session.execute(
+            select(
+                HistoryEntry.item_kind,
+                HistoryEntry.service_scope,
+                HistoryEntry.item_key,
+                func.max(HistoryEntry.version),
+            )
+            .where(HistoryEntry.environment == env, HistoryEntry.action == "delete")
+            .group_by(HistoryEntry.item_kind, HistoryEntry.service_scope, HistoryEntry.item_key)
+        ).all()
+        return [
+            ("config" if kind == "config" else "flag", scope or None, key, version)
+            for kind, scope, key, version in rows
+        ]
+
 
 class OutboxRepository:
     """Changes committed but not yet applied to the read model."""

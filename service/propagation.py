@@ -165,15 +165,19 @@ class Propagator:
     async def _rebuild(self, environment: str) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        configs, flags = await self.store.run(outbox.environment_items, environment)
-        epoch = await self.read_model.rebuild(environment, configs, flags, force=False)
+        items = await self.store.run(outbox.environment_items, environment)
+        epoch = await self.read_model.rebuild(
+            environment, items.configs, items.flags, tombstones=items.tombstones, force=False
+        )
         if epoch is not None:
             self.rebuilds += 1
             log.info(
-                "rebuilt the read model of %s: %d configs, %d flags, epoch %s, %.3fs",
+                "rebuilt the read model of %s: %d configs, %d flags, %d tombstones, epoch %s, "
+                "%.3fs",
                 environment,
-                len(configs),
-                len(flags),
+                len(items.configs),
+                len(items.flags),
+                len(items.tombstones),
                 epoch,
                 loop.time() - started,
             )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from aurora_client.events import ChangeEvent
 
+from cache.read_model import EnvironmentItems, Tombstone
 from database.uow import Published, UnitOfWork
 
 
@@ -28,11 +28,12 @@ def backlog(uow: UnitOfWork) -> tuple[int, datetime | None]:
         return uow.outbox.backlog()
 
 
-def environment_items(
-    uow: UnitOfWork, environment: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Every configuration and flag of an environment, as the read model stores them."""
+def environment_items(uow: UnitOfWork, environment: str) -> EnvironmentItems:
+    """Every configuration and flag of an environment as the read model stores them, and the
+    tombstones of the keys deleted there."""
     with uow:
-        configs = [c.snapshot() for c in uow.configs.in_environment(environment)]
-        flags = [f.snapshot() for f in uow.flags.in_environment(environment)]
-        return configs, flags
+        return EnvironmentItems(
+            configs=[c.snapshot() for c in uow.configs.in_environment(environment)],
+            flags=[f.snapshot() for f in uow.flags.in_environment(environment)],
+            tombstones=[Tombstone(*row) for row in uow.history.deleted_versions(environment)],
+        )

@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 import redis
+from aurora_client.events import ChangeEvent
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import event
 
+from database.uow import UnitOfWork
 from service.app import create_app
 from service.principal import Principal
 from service.usecases import configs
@@ -302,6 +304,59 @@ def test_redis_losing_its_data_is_rebuilt_from_the_database(
             == 5
         )
         assert raw_redis.exists(f"{redis_prefix}{{production}}:epoch")
+
+
+def test_a_rebuild_keeps_tombstones_so_a_late_change_cannot_resurrect_a_deleted_item(
+    mariadb_url: str, redis_prefix: str, raw_redis: redis.Redis
+) -> None:
+    """An upsert of an item that was deleted since can still sit in the outbox (a relay of
+    another instance read it before it was forgotten, or its immediate apply timed out). After
+    Redis lost its data and the read model was rebuilt, that upsert must still lose to the
+    delete: the rebuilt model keeps the delete's version as a tombstone."""
+    with start(mariadb_url, redis_prefix) as client:
+        seed(client)
+        state = app_of(client).state
+        created = client.post(f"{FLAGS}/", json={"flag_key": "doomed", "is_enabled": True})
+        assert created.status_code == 201
+        assert client.delete(f"{FLAGS}/{created.json()['id']}").status_code == 204
+        old_epoch = state.replica.position("production")[0]
+        stale = ChangeEvent(
+            "flag", "upsert", "doomed", "production", None, 1, created.json() | {"version": 1}
+        )
+
+        def queue_stale(uow: UnitOfWork) -> None:
+            with uow:
+                uow.outbox.add(stale)
+                uow.commit()
+
+        delete_prefix(redis_prefix)  # what a Redis restart without persistence looks like
+        portal_call(lambda: state.store.run(queue_stale))
+        eventually(
+            lambda: (
+                (position := state.replica.position("production"))
+                and position[0] != old_epoch
+                and state.replica.copy("production") is not None
+            ),
+            what="a rebuilt read model under a new epoch",
+        )
+        eventually(
+            lambda: client.get("/status").json()["outbox"]["pending"] == 0, what="outbox drained"
+        )
+        assert client.get(f"{FLAGS}/check/doomed").status_code == 404
+        assert not raw_redis.hexists(f"{redis_prefix}{{production}}:flags", "doomed")
+        assert raw_redis.hget(f"{redis_prefix}{{production}}:versions", "f|doomed") == b"2"
+        # Re-created, the key continues its versions past the tombstone and is served again.
+        again = client.post(f"{FLAGS}/", json={"flag_key": "doomed", "is_enabled": True})
+        assert again.json()["version"] == 3
+        assert client.get(f"{FLAGS}/check/doomed").json() == {"enabled": True}
+
+
+def portal_call(call: Callable[[], Any]) -> Any:
+    """Run an async callable from this (sync) test, outside the app's event loop."""
+    import anyio.from_thread  # noqa: PLC0415
+
+    with anyio.from_thread.start_blocking_portal() as portal:
+        return portal.call(call)
 
 
 def test_a_change_whose_process_died_before_publishing_is_applied_by_the_relay(

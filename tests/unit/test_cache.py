@@ -15,7 +15,7 @@ from cache.breaker import CircuitBreaker
 from cache.broadcaster import Broadcaster
 from cache.keys import Keys
 from cache.messages import FeedMessage
-from cache.read_model import NOT_BUILT, STALE, NotBuilt, RedisReadModel
+from cache.read_model import NOT_BUILT, STALE, NotBuilt, RedisReadModel, Tombstone
 from cache.replica import Replica
 
 ENV = "production"
@@ -76,6 +76,31 @@ async def test_a_delete_leaves_a_tombstone_that_older_upserts_cannot_pass(
     assert await model.flag(ENV, "f") is None
     assert await model.apply(flag_event(3)) > 0  # re-created: versions continue
     assert await model.flag(ENV, "f") is not None
+
+
+async def test_a_rebuild_keeps_tombstones_and_live_versions_above_them(
+    model: RedisReadModel,
+) -> None:
+    recreated = {"flag_key": "g", "environment": ENV, "is_enabled": True, "version": 5}
+    await model.rebuild(
+        ENV,
+        [],
+        [recreated],
+        tombstones=[
+            Tombstone("flag", None, "f", 2),  # deleted at version 2, not re-created
+            Tombstone("flag", None, "g", 4),  # deleted at 4, re-created at 5
+            Tombstone("config", "svc", "k", 3),
+        ],
+        force=True,
+    )
+    assert await model.apply(flag_event(1)) == STALE  # a late upsert does not resurrect it
+    assert await model.flag(ENV, "f") is None
+    stale_config = config_event(2, "old", service="svc")
+    assert await model.apply(stale_config) == STALE
+    assert await model.config_scopes(ENV, "svc", "k") == (None, None)
+    g_event = ChangeEvent("flag", "upsert", "g", ENV, None, 5, recreated | {"version": 5})
+    assert await model.apply(g_event) == STALE  # the live version, not the tombstone, counts
+    assert await model.apply(flag_event(3)) > 0  # re-created after the tombstone: accepted
 
 
 async def test_scopes_are_separate_fields(model: RedisReadModel) -> None:
