@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from aurora_client.state import ConfigState, FlagState
 from sqlalchemy import (
     JSON,
@@ -22,10 +23,14 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+from sqlalchemy.types import TypeEngine
 
 KEY_LENGTH = 200
 SERVICE_LENGTH = 100
@@ -38,6 +43,14 @@ DESCRIPTION_LENGTH = 1000
 #: never empty) and is kept equal to service_name by the model.
 GLOBAL_SCOPE = ""
 
+#: utf8mb4 on MySQL/TiDB; AUTOINCREMENT on SQLite, which otherwise hands the id of the newest row
+#: out again after it is deleted (and an id names one item's history for ever).
+TABLE_OPTIONS: dict[str, Any] = {
+    "mysql_charset": "utf8mb4",
+    "mariadb_charset": "utf8mb4",
+    "sqlite_autoincrement": True,
+}
+
 # Explicit constraint names so schema.sql, Alembic and the models agree.
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -49,7 +62,59 @@ NAMING = {
 Id = BigInteger().with_variant(Integer(), "sqlite")
 # Microsecond timestamps (MySQL's bare DATETIME drops fractions), stored as naive UTC.
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-Json = JSON(none_as_null=False)  # a JSON null value is stored as 'null', not SQL NULL
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Equal as JSON: 1, 1.0 and true are three values, though Python's == calls them one; the
+    order of an object's keys does not matter."""
+    return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(
+        b, option=orjson.OPT_SORT_KEYS
+    )
+
+
+class ExactJSON(JSON):
+    """JSON whose change detection tells 1 from true and 2 from 2.0: the ORM decides whether to
+    write a column with `compare_values`, which is == by default, so a change from 1 to true
+    bumped the version but never reached the database."""
+
+    cache_ok = True
+
+    def compare_values(self, x: Any, y: Any) -> bool:
+        return same_json(x, y)
+
+
+class SQLiteJSON(TypeDecorator[Any]):
+    """JSON text in a TEXT column, for SQLite. A column declared JSON has NUMERIC affinity there,
+    which turns the text 2.0 into the integer 2 (and 1.50 into 1.5) as it stores it."""
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, *, none_as_null: bool) -> None:
+        super().__init__()
+        self.none_as_null = none_as_null
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None and self.none_as_null:
+            return None
+        return orjson.dumps(value).decode()
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        # A number: a row written before migration 0004, already coerced by NUMERIC affinity.
+        return orjson.loads(value) if isinstance(value, str) else value
+
+    def compare_values(self, x: Any, y: Any) -> bool:
+        return same_json(x, y)
+
+
+def json_column(*, none_as_null: bool) -> TypeEngine[Any]:
+    return ExactJSON(none_as_null=none_as_null).with_variant(
+        SQLiteJSON(none_as_null=none_as_null), "sqlite"
+    )
+
+
+Json = json_column(none_as_null=False)  # a JSON null value is stored as 'null', not SQL NULL
+NullableJson = json_column(none_as_null=True)  # None is SQL NULL (no state: created/deleted)
 
 
 def utcnow() -> datetime:
@@ -102,7 +167,7 @@ class Configuration(Versioned, Base):
     __table_args__ = (
         UniqueConstraint("environment", "service_scope", "config_key"),
         Index(None, "environment", "config_key"),
-        {"mysql_charset": "utf8mb4", "mariadb_charset": "utf8mb4"},
+        TABLE_OPTIONS,
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -139,7 +204,7 @@ class FeatureFlag(Versioned, Base):
     __tablename__ = "feature_flags"
     __table_args__ = (
         UniqueConstraint("environment", "flag_key"),
-        {"mysql_charset": "utf8mb4", "mariadb_charset": "utf8mb4"},
+        TABLE_OPTIONS,
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -190,7 +255,7 @@ class HistoryEntry(Base):
             "item_key",
             "version",
         ),
-        {"mysql_charset": "utf8mb4", "mariadb_charset": "utf8mb4"},
+        TABLE_OPTIONS,
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -202,8 +267,8 @@ class HistoryEntry(Base):
     service_scope: Mapped[str] = mapped_column(String(SERVICE_LENGTH))
     action: Mapped[str] = mapped_column(String(16))  # 'create' | 'update' | 'delete'
     version: Mapped[int] = mapped_column(Integer)
-    old_state: Mapped[Any] = mapped_column(JSON(none_as_null=True), nullable=True)
-    new_state: Mapped[Any] = mapped_column(JSON(none_as_null=True), nullable=True)
+    old_state: Mapped[Any] = mapped_column(NullableJson, nullable=True)
+    new_state: Mapped[Any] = mapped_column(NullableJson, nullable=True)
     actor: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
     changed_at: Mapped[datetime] = mapped_column(Timestamp)
 
@@ -219,7 +284,7 @@ class OutboxEntry(Base):
     __tablename__ = "change_outbox"
     __table_args__ = (
         Index(None, "created_at"),
-        {"mysql_charset": "utf8mb4", "mariadb_charset": "utf8mb4"},
+        TABLE_OPTIONS,
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -236,7 +301,7 @@ class ApiToken(Base):
     __table_args__ = (
         UniqueConstraint("name"),
         UniqueConstraint("token_hash"),
-        {"mysql_charset": "utf8mb4", "mariadb_charset": "utf8mb4"},
+        TABLE_OPTIONS,
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)

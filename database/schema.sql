@@ -6,7 +6,7 @@
 -- ordered by version and time, never by id.
 -- `python -m service migrate` is the alternative: it applies the Alembic migrations and records
 -- the revision, so later migrations apply on top. A database created from this file can be
--- adopted by Alembic by stamping the latest revision (0003).
+-- adopted by Alembic by stamping the latest revision (0004).
 
 -- Configurations. service_name NULL is the environment's global value; service_scope holds ''
 -- for it, because unique indexes treat NULLs as distinct: two globals with one key must clash.

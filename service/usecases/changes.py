@@ -6,7 +6,7 @@ from typing import Any
 
 from aurora_client.events import ChangeEvent
 
-from database.models import Configuration, FeatureFlag, utcnow
+from database.models import Configuration, FeatureFlag, same_json, utcnow
 from database.repositories import Action, ItemKind
 from database.uow import UnitOfWork
 from service.etag import IfMatch, check_if_match
@@ -98,7 +98,9 @@ def apply_update(
     actually changes: an idempotent PUT does not bump the version or add history."""
     actor.require_write(item.environment)
     check_if_match(if_match, item.version)
-    effective = {name: value for name, value in changes.items() if getattr(item, name) != value}
+    effective = {
+        name: value for name, value in changes.items() if not same_json(getattr(item, name), value)
+    }
     if not effective:
         return False
     before = item.snapshot()

@@ -159,6 +159,50 @@ def test_update_that_changes_nothing_keeps_the_version(client: TestClient) -> No
     assert len(client.get(f"{API}/{created['id']}/history").json()) == 1
 
 
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [(1, True), (0, False), (True, 1), (2, 2.0), ({"a": 1}, {"a": True}), ([0], [False])],
+)
+def test_a_change_of_json_type_alone_is_a_change(
+    client: TestClient, before: Any, after: Any
+) -> None:
+    """1 and true are different values, though Python's == calls them equal."""
+    created = create(client, config_key="k", config_value=before)
+    by_id = client.put(f"{API}/{created['id']}", json={"config_value": after}).json()
+    assert by_id["version"] == 2
+    by_key = client.put(f"{API}/key/k", json={"value": before}).json()
+    assert by_key["version"] == 3
+    client.put(f"{API}/key/k", json={"value": after})
+    value = client.get(f"{API}/value/k").json()["value"]
+    assert (value, type(value)) == (after, type(after))
+    history = client.get(f"{API}/{created['id']}/history").json()
+    assert [h["version"] for h in history] == [4, 3, 2, 1]
+
+
+def test_the_order_of_an_objects_keys_is_no_change(client: TestClient) -> None:
+    created = create(client, config_key="k", config_value={"a": 1, "b": 2})
+    again = client.put(f"{API}/{created['id']}", json={"config_value": {"b": 2, "a": 1}})
+    assert again.json()["version"] == 1
+
+
+def test_a_deleted_items_id_is_never_given_to_another(client: TestClient) -> None:
+    """An id names one item for ever: its history must not merge with a newer item's (SQLite
+    reuses the highest rowid after a delete unless the table says AUTOINCREMENT)."""
+    create(client, config_key="first", config_value=1)
+    doomed = create(client, config_key="doomed", config_value="secret", environment="production")
+    assert client.delete(f"{API}/{doomed['id']}").status_code == 204
+    newer = create(client, config_key="newer", config_value=2, environment="staging")
+    assert newer["id"] != doomed["id"]
+    keys = {h["key"] for h in client.get(f"{API}/{doomed['id']}/history").json()}
+    assert keys == {"doomed"}
+    flag = client.post("/api/v1/feature-flags/", json={"flag_key": "gone"}).json()
+    assert client.delete(f"/api/v1/feature-flags/{flag['id']}").status_code == 204
+    again = client.post(
+        "/api/v1/feature-flags/", json={"flag_key": "new", "environment": "staging"}
+    )
+    assert again.json()["id"] != flag["id"]
+
+
 def test_set_value_upserts_the_scope(client: TestClient) -> None:
     first = client.put(
         f"{API}/key/feature.limit", params={"service_name": "svc"}, json={"value": 5}

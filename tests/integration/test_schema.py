@@ -305,3 +305,43 @@ def test_a_global_and_a_service_value_of_one_key_coexist(mariadb_schema: Engine)
         ).all()
         session.rollback()
     assert sorted(rows, key=lambda row: row.service_name or "") == [(None, 1), ("billing", 2)]
+
+
+def test_sqlite_databases_of_0003_upgrade_keeping_their_data(tmp_path: Path) -> None:
+    """Migration 0004 rebuilds SQLite tables (TEXT JSON, AUTOINCREMENT) and keeps every row."""
+    from alembic import command  # noqa: PLC0415
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        config = alembic_config()
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0003")
+            now = utcnow().isoformat(sep=" ")
+            for row_id, key, value in ((1, "k", '{"a": [1, 2.5]}'), (2, "j", "2.0")):
+                conn.execute(
+                    text(
+                        "INSERT INTO app_configurations VALUES (:id, :key, 'production', NULL, '',"
+                        " :value, NULL, 1, :now, :now, 'a', 'a')"
+                    ).bindparams(id=row_id, key=key, value=value, now=now)
+                )
+        upgrade_to_head(engine)
+        with Session(engine) as session:
+            rows = session.scalars(select(Configuration).order_by(Configuration.id)).all()
+            assert [(r.id, r.config_key, r.config_value) for r in rows] == [
+                (1, "k", {"a": [1, 2.5]}),
+                (2, "j", 2),  # coerced by NUMERIC affinity before 0004: read back as it was
+            ]
+            session.delete(rows[1])
+            session.commit()
+            fresh = configuration(None, 1)
+            fresh.config_key, fresh.config_value = "new", 2.0
+            session.add(fresh)
+            session.commit()
+            assert fresh.id == 3  # AUTOINCREMENT: id 2 is not handed out again
+            session.expire_all()
+            assert session.get(Configuration, 3).config_value == 2.0  # type: ignore[union-attr]
+            assert type(session.get(Configuration, 3).config_value) is float  # type: ignore[union-attr]
+        assert_no_drift(engine)
+    finally:
+        engine.dispose()
