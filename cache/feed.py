@@ -31,6 +31,16 @@ RECONNECT_BASE_SECONDS = 0.05
 RECONNECT_CAP_SECONDS = 2.0
 CHECK_EVERY_SECONDS = 1.0
 REPLAY_LIMIT = 5000
+# The subscription's connection answers a PING every check; silent this long, it is dead (a
+# network partition or a dropped NAT entry leaves a socket that neither errs nor delivers).
+SILENT_SECONDS = 3.0
+# Redis ahead of what the subscription brought for this long: fetch the gap from the stream.
+BEHIND_SECONDS = 1.0
+PING = "aurora-feed"
+
+
+class SubscriptionSilent(ConnectionError):
+    """The subscription's connection stopped answering: reconnect."""
 
 
 class ChangeFeed:
@@ -43,6 +53,7 @@ class ChangeFeed:
         environments: Sequence[str],
         *,
         ensure_built: Callable[[str], Awaitable[None]],
+        rebuild_lost: Callable[[str, str], Awaitable[None]],
     ) -> None:
         self.redis = redis  # a client of its own: its connection holds the subscription
         self.read_model = read_model
@@ -50,6 +61,11 @@ class ChangeFeed:
         self.broadcaster = broadcaster
         self.environments = tuple(environments)
         self.ensure_built = ensure_built
+        self.rebuild_lost = rebuild_lost
+        self._behind_since: dict[str, float] = {}  # when Redis got ahead of the feed
+        self.check_every = CHECK_EVERY_SECONDS
+        self.silent_after = SILENT_SECONDS
+        self.behind_grace = BEHIND_SECONDS
         self.connected = asyncio.Event()
         self._positions: dict[str, tuple[str, int]] = {}  # last (epoch, revision) handed on
         self.resyncs = 0
@@ -64,6 +80,11 @@ class ChangeFeed:
             except (RedisError, OSError, NotBuilt) as exc:
                 failures += 1
                 log.warning("change feed lost (%s: %s); reconnecting", type(exc).__name__, exc)
+            except Exception:
+                # Anything else (the database down during a rebuild, say) must not end the feed
+                # for good: without it this instance never trusts its replica or streams again.
+                failures += 1
+                log.exception("change feed failed; reconnecting")
             finally:
                 self._lost()
             cap = min(RECONNECT_CAP_SECONDS, RECONNECT_BASE_SECONDS * 2**failures)
@@ -86,14 +107,23 @@ class ChangeFeed:
                 await self._catch_up(environment)
             self.connected.set()
             log.info("change feed live: %s", self.replica.status())
-            next_check = time.monotonic() + CHECK_EVERY_SECONDS
+            heard = time.monotonic()
+            next_check = heard + self.check_every
             while not stop.is_set():
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
-                if message is not None and message["type"] == "message":
-                    await self._deliver(FeedMessage.parse(message["data"]))
-                if time.monotonic() >= next_check:
-                    await self._check_epochs()
-                    next_check = time.monotonic() + CHECK_EVERY_SECONDS
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=min(0.5, self.check_every)
+                )
+                now = time.monotonic()
+                if message is not None:
+                    heard = now  # any message, a PONG included, proves the connection
+                    if message["type"] == "message":
+                        await self._deliver(FeedMessage.parse(message["data"]))
+                if now >= next_check:
+                    if now - heard > self.silent_after:
+                        raise SubscriptionSilent(f"no answer for {now - heard:.1f}s")
+                    await pubsub.ping(PING)
+                    await self._check_positions()
+                    next_check = time.monotonic() + self.check_every
 
     async def _deliver(self, message: FeedMessage) -> None:
         position = self._positions.get(message.environment)
@@ -137,12 +167,40 @@ class ChangeFeed:
             # Local streams may have missed what the snapshot covers: they resynchronise.
             self.broadcaster.close("the read model was rebuilt; resynchronise", environment)
 
-    async def _check_epochs(self) -> None:
-        """Notice Redis losing its data (restart without persistence, flush) within a second."""
+    async def _check_positions(self) -> None:
+        """Compare each environment's feed in Redis with what this instance handed on, once a
+        second: notice Redis losing its data (no epoch, or another one), going back in time
+        (a lower revision: restored from an older snapshot, or a failover that dropped writes),
+        and messages the subscription did not bring (Redis ahead for too long)."""
         for environment in self.environments:
             position = self._positions.get(environment)
-            epoch = await self.read_model.epoch(environment)
+            epoch, revision = await self.read_model.position(environment)
             if position is None or epoch != position[0]:
                 log.warning("read model of %s lost or replaced; resynchronising", environment)
+                self._behind_since.pop(environment, None)
                 self.replica.distrust(environment)
                 await self._catch_up(environment)
+            elif revision < position[1]:
+                log.warning(
+                    "read model of %s went back from revision %d to %d; rebuilding",
+                    environment,
+                    position[1],
+                    revision,
+                )
+                self._behind_since.pop(environment, None)
+                self.replica.distrust(environment)
+                await self.rebuild_lost(environment, position[0])
+                await self._catch_up(environment)
+            elif revision > position[1]:
+                since = self._behind_since.setdefault(environment, time.monotonic())
+                if time.monotonic() - since >= self.behind_grace:
+                    log.warning(
+                        "the subscription did not bring revisions %d..%d of %s; replaying them",
+                        position[1] + 1,
+                        revision,
+                        environment,
+                    )
+                    del self._behind_since[environment]
+                    await self._catch_up(environment)
+            else:
+                self._behind_since.pop(environment, None)

@@ -28,10 +28,18 @@ Item = dict[str, Any]
 
 NOT_BUILT = -1
 STALE = 0
+DAMAGED = -2
 
+# Every check comes before the first write: Redis does not roll a script back, so a command
+# failing half-way (XADD refusing an id below the stream's top, say) would leave a change readable
+# but never published. A revision below the feed's newest entry means Redis lost keys of this
+# environment (eviction, a partial restore): DAMAGED, and the caller rebuilds the read model.
 _APPLY = """
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then return -1 end
+local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+local top = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)[1]
+if top and tonumber(string.match(top[1], '^%d+')) > current then return -2 end
 local version = tonumber(ARGV[3])
 local held = tonumber(redis.call('HGET', KEYS[4], ARGV[2]) or '0')
 if held >= version then return 0 end
@@ -101,6 +109,13 @@ class EnvironmentItems:
     tombstones: list[Tombstone]
 
 
+# Retire an epoch whose data Redis lost in part: applies are refused until it is rebuilt.
+_RETIRE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 class NotBuilt(Exception):
     """The environment's read model is missing (never built, or Redis lost its data)."""
 
@@ -135,12 +150,14 @@ class RedisReadModel:
         self._apply = redis.register_script(_APPLY)
         self._snapshot = redis.register_script(_SNAPSHOT)
         self._finish = redis.register_script(_FINISH_REBUILD)
+        self._retire = redis.register_script(_RETIRE)
 
     # -- writes ------------------------------------------------------------------------------
 
     async def apply(self, event: ChangeEvent) -> int:
         """Apply one change. Returns its feed revision, STALE (0) if Redis already holds this
-        version or a newer one, or NOT_BUILT (-1) if the environment has no read model."""
+        version or a newer one, NOT_BUILT (-1) if the environment has no read model, or
+        DAMAGED (-2) if Redis lost part of it (the caller retires the epoch and rebuilds)."""
         k = self.keys.env(event.environment)
         if event.kind == "config":
             field, data = config_field(event.service_name, event.key), k.configs
@@ -215,6 +232,12 @@ class RedisReadModel:
             pipe.hset(versions_key, mapping=versions)  # type: ignore[arg-type]
             await pipe.execute()
 
+    async def retire(self, environment: str, epoch: str) -> bool:
+        """Drop the epoch if it is still `epoch`: Redis lost data it had acknowledged under it,
+        so the model must be rebuilt from the database. Until then applies are refused (the
+        changes wait in the outbox) and reads answer NotBuilt. False if it was already gone."""
+        return bool(await self._retire(keys=[self.keys.env(environment).epoch], args=[epoch]))
+
     async def lock(self, environment: str, token: str, ttl_ms: int) -> bool:
         return bool(
             await self.redis.set(self.keys.env(environment).lock, token, nx=True, px=ttl_ms)
@@ -233,6 +256,12 @@ class RedisReadModel:
 
     async def revision(self, environment: str) -> int:
         return int(await self.redis.get(self.keys.env(environment).revision) or 0)
+
+    async def position(self, environment: str) -> tuple[str | None, int]:
+        """(epoch, revision) in one round trip: where the environment's feed stands."""
+        k = self.keys.env(environment)
+        epoch, revision = await self.redis.mget([k.epoch, k.revision])
+        return (_text(epoch) if epoch else None), int(revision or 0)
 
     async def _hget(self, environment: str, data: str, *fields: str) -> list[Item | None]:
         """The items stored under these fields, in one round trip with the epoch check."""
@@ -276,8 +305,8 @@ class RedisReadModel:
             pipe.xrange(k.feed, min=f"{after + 1}-0", max="+", count=limit + 1)
             raw_current, entries = await pipe.execute()
         current = int(raw_current or 0)
-        if len(entries) > limit:
-            return None
+        if len(entries) > limit or after > current:
+            return None  # too many, or a cursor from the future: Redis lost what it names
         messages = [FeedMessage.parse(fields[b"m"]) for _id, fields in entries]
         expected = list(range(after + 1, current + 1))
         if [m.revision for m in messages if m.revision <= current] != expected:

@@ -22,7 +22,7 @@ from typing import Concatenate, Generic, ParamSpec, TypeVar
 
 from redis.exceptions import RedisError
 
-from cache.read_model import NOT_BUILT, RedisReadModel
+from cache.read_model import DAMAGED, NOT_BUILT, RedisReadModel
 from cache.replica import Replica
 from database.uow import Published, UnitOfWork
 from service.errors import Unavailable
@@ -97,14 +97,16 @@ class Propagator:
         return True
 
     async def _apply(self, published: Sequence[Published]) -> list[int] | None:
-        """Apply in order; the outbox ids done, or None if the read model is not built."""
+        """Apply in order; the outbox ids done, or None if the read model is not built (or
+        damaged: the relay rebuilds it)."""
         done: list[int] = []
         for outbox_id, event in published:
             revision = await self.read_model.apply(event)
-            if revision == NOT_BUILT:
+            if revision in (NOT_BUILT, DAMAGED):
                 return None
-            if revision > 0:
-                self.replica.apply_local(event, revision)
+            # STALE (0): a relay applied it first, and the feed may not have brought it here
+            # yet. The replica applies by version, so the writer reads its own write either way.
+            self.replica.apply_local(event, revision)
             done.append(outbox_id)
         return done
 
@@ -121,6 +123,10 @@ class Propagator:
                     pass  # a full batch: there may be more, go again at once
             except (RedisError, OSError, Unavailable) as exc:
                 log.info("relay paused: %s: %s", type(exc).__name__, exc)
+            except Exception:
+                # The relay is what makes a pending change reach Redis: it must outlive any
+                # surprise. Logged once per failed round; the next round tries again.
+                log.exception("relay round failed; retrying")
 
     async def relay_once(self) -> int:
         """Apply one batch of pending changes; returns how many were pending."""
@@ -128,10 +134,14 @@ class Propagator:
         done: list[int] = []
         for outbox_id, event in pending:
             revision = await self.read_model.apply(event)
-            if revision == NOT_BUILT:
+            if revision == DAMAGED:
+                epoch = await self.read_model.epoch(event.environment)
+                if epoch is not None:
+                    await self.rebuild_lost(event.environment, epoch)
+            if revision in (NOT_BUILT, DAMAGED):
                 await self.ensure_built(event.environment)
                 revision = await self.read_model.apply(event)
-                if revision == NOT_BUILT:
+                if revision in (NOT_BUILT, DAMAGED):
                     break
             done.append(outbox_id)
         if done:
@@ -161,6 +171,15 @@ class Propagator:
                 # Another process is building it: only Redis can tell us when it is done.
                 while await self.read_model.epoch(environment) is None:  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
+
+    async def rebuild_lost(self, environment: str, epoch: str) -> None:
+        """Redis lost data it had acknowledged under `epoch` (restored from an older snapshot, a
+        failover that dropped writes, evicted keys): changes whose outbox rows are gone are
+        missing from it. Retire the epoch, so applies wait in the outbox and reads go to SQL,
+        and rebuild from the database as on a first start. Only one instance retires it."""
+        if await self.read_model.retire(environment, epoch):
+            log.warning("read model of %s lost acknowledged changes; rebuilding", environment)
+        await self.ensure_built(environment)
 
     async def _rebuild(self, environment: str) -> None:
         loop = asyncio.get_running_loop()

@@ -156,6 +156,7 @@ class Runtime:
             broadcaster,
             settings.environments,
             ensure_built=propagator.ensure_built,
+            rebuild_lost=propagator.rebuild_lost,
         )
         return cls(
             settings=settings,
@@ -197,6 +198,8 @@ class Runtime:
             asyncio.create_task(self.propagator.relay(self._stop), name="outbox-relay"),
             asyncio.create_task(close_streams_on_exit(), name="stream-closer"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(self._ended)
         with contextlib.suppress(TimeoutError):  # serve anyway: reads fall back to Redis, SQL
             await asyncio.wait_for(self.feed.connected.wait(), settings.replica_wait_seconds)
         if not settings.auth_enabled:
@@ -212,6 +215,11 @@ class Runtime:
             ",".join(settings.environments),
             "live" if self.feed.connected.is_set() else "not yet",
         )
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The loops catch what they can survive: one that dies of an exception is a bug to see."""
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task %s died", task.get_name(), exc_info=task.exception())
 
     async def stop(self) -> None:
         self._stop.set()

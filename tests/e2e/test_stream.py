@@ -99,6 +99,27 @@ def test_a_cursor_from_another_epoch_gets_a_fresh_snapshot(instance: Instance, c
             assert json.loads(first.data)["flags"][0]["flag_key"] == "beta"
 
 
+def test_a_cursor_from_the_future_gets_a_snapshot_and_then_every_change(
+    instance: Instance,
+) -> None:
+    """A cursor of this epoch but past Redis's revision (Redis lost what it names) must not make
+    the stream skip every change up to that revision: it gets a snapshot, then live changes."""
+    with instance() as server:
+        make_flag(server)
+        with Subscription(server.url) as sub:
+            epoch, revision = sub.next().id.rsplit(":", 1)
+        future = f"{epoch}:{int(revision) + 5}"
+        with Subscription(server.url, last_event_id=future) as sub:
+            first = sub.next()
+            assert (first.event, first.id) == ("snapshot", f"{epoch}:{revision}")
+            rollout(server, 42)
+            (change,) = sub.changes(1)
+            assert (change["state"]["rollout_percentage"], change["id"]) == (
+                42,
+                f"{epoch}:{int(revision) + 1}",
+            )
+
+
 def test_a_stream_carries_globals_its_own_service_and_flags_only(instance: Instance) -> None:
     with instance() as server, Subscription(server.url, service_name="billing") as sub:
         assert sub.next().event == "snapshot"

@@ -351,6 +351,68 @@ def test_a_rebuild_keeps_tombstones_so_a_late_change_cannot_resurrect_a_deleted_
         assert client.get(f"{FLAGS}/check/doomed").json() == {"enabled": True}
 
 
+def environment_keys(raw_redis: redis.Redis, prefix: str) -> list[bytes]:
+    return list(raw_redis.scan_iter(match=f"{prefix}{{production}}:*"))
+
+
+def test_redis_restored_from_an_older_snapshot_is_rebuilt_from_the_database(
+    mariadb_url: str, redis_prefix: str, raw_redis: redis.Redis
+) -> None:
+    """Redis keeps its epoch but goes back in revisions (an older RDB, a failover that dropped
+    writes): changes it had acknowledged, whose outbox rows are gone, are missing from it. The
+    instance notices the revision going back and rebuilds from the database."""
+    with start(mariadb_url, redis_prefix) as client:
+        seed(client)
+        state = app_of(client).state
+        old_epoch = state.replica.position("production")[0]
+        snapshot = {key: raw_redis.dump(key) for key in environment_keys(raw_redis, redis_prefix)}
+        for percentage in (30, 40):
+            written = client.put(f"{FLAGS}/rollout/beta", params={"percentage": percentage})
+            assert written.headers["x-aurora-propagation"] == "complete"
+        for key, dumped in snapshot.items():  # the restore: every key as it was, epoch included
+            raw_redis.restore(key, 0, dumped, replace=True)  # type: ignore[arg-type]
+        eventually(
+            lambda: (
+                (position := state.replica.position("production"))
+                and position[0] != old_epoch
+                and state.replica.copy("production") is not None
+            ),
+            what="a rebuild under a new epoch",
+        )
+        assert client.get(f"{FLAGS}/evaluate/beta").json()["rollout_percentage"] == 40
+        item = raw_redis.hget(f"{redis_prefix}{{production}}:flags", "beta")
+        assert item is not None
+        assert b'"rollout_percentage":40' in item
+
+
+def test_a_lost_revision_counter_is_noticed_before_the_write_and_rebuilt(
+    mariadb_url: str, redis_prefix: str, raw_redis: redis.Redis
+) -> None:
+    """The counter gone under a live epoch (evicted): applying would change the data, then fail
+    to append to the feed, leaving a change nobody is told of. The apply refuses, the relay
+    rebuilds, and the change arrives."""
+    with start(mariadb_url, redis_prefix) as client:
+        seed(client)
+        state = app_of(client).state
+        assert client.put(f"{FLAGS}/rollout/beta", params={"percentage": 50}).status_code == 200
+        raw_redis.delete(f"{redis_prefix}{{production}}:rev")
+        written = client.put(f"{FLAGS}/rollout/beta", params={"percentage": 60})
+        assert written.status_code == 200
+        eventually(
+            lambda: client.get("/status").json()["outbox"]["pending"] == 0, what="outbox drained"
+        )
+        eventually(
+            lambda: (
+                state.replica.copy("production") is not None
+                and client.get(f"{FLAGS}/evaluate/beta").json()["rollout_percentage"] == 60
+            ),
+            what="the change, after a rebuild",
+        )
+        item = raw_redis.hget(f"{redis_prefix}{{production}}:flags", "beta")
+        assert item is not None
+        assert b'"rollout_percentage":60' in item
+
+
 def portal_call(call: Callable[[], Any]) -> Any:
     """Run an async callable from this (sync) test, outside the app's event loop."""
     import anyio.from_thread  # noqa: PLC0415

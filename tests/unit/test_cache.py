@@ -15,7 +15,14 @@ from cache.breaker import CircuitBreaker
 from cache.broadcaster import Broadcaster
 from cache.keys import Keys
 from cache.messages import FeedMessage
-from cache.read_model import NOT_BUILT, STALE, NotBuilt, RedisReadModel, Tombstone
+from cache.read_model import (
+    DAMAGED,
+    NOT_BUILT,
+    STALE,
+    NotBuilt,
+    RedisReadModel,
+    Tombstone,
+)
 from cache.replica import Replica
 
 ENV = "production"
@@ -150,6 +157,35 @@ async def test_replay_is_exact_and_refuses_what_it_no_longer_holds(model: RedisR
     for version in range(11, 400):  # past the stream's bound: the oldest are trimmed
         await model.apply(flag_event(version, version % 100))
     assert await model.replay(ENV, 4, limit=1000) is None
+
+
+async def test_replay_refuses_a_cursor_from_the_future(model: RedisReadModel) -> None:
+    """A revision above Redis's means Redis lost what the cursor names: only a snapshot is right,
+    not an empty replay that would make the stream skip every change up to that revision."""
+    await model.apply(flag_event(1))
+    assert await model.replay(ENV, 1, limit=100) == []
+    assert await model.replay(ENV, 6, limit=100) is None
+
+
+async def test_a_damaged_model_refuses_the_apply_before_writing_anything(
+    model: RedisReadModel,
+) -> None:
+    """The revision counter lost under a live epoch (evicted, a partial restore): XADD would fail
+    half-way through the script, after the data had changed. The script checks first."""
+    await model.apply(flag_event(1, 10))
+    await model.redis.delete(model.keys.env(ENV).revision)
+    pubsub = model.redis.pubsub()
+    await pubsub.subscribe(model.keys.channel)
+    await pubsub.get_message(timeout=1)  # the subscribe confirmation
+    assert await model.apply(flag_event(2, 20)) == DAMAGED
+    assert (await model.flag(ENV, "f"))["rollout_percentage"] == 10  # type: ignore[index]
+    assert await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2) is None
+    await pubsub.aclose()
+    epoch = await model.epoch(ENV)
+    assert epoch is not None
+    assert await model.retire(ENV, "another epoch") is False
+    assert await model.retire(ENV, epoch) is True
+    assert await model.apply(flag_event(2, 20)) == NOT_BUILT  # waits in the outbox meanwhile
 
 
 async def test_rebuild_swaps_in_a_new_epoch_atomically(model: RedisReadModel) -> None:

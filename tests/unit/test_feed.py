@@ -1,0 +1,205 @@
+"""The change feed on fakeredis: it outlives surprises, notices a subscription that went silent or
+missed messages, and rebuilds when Redis goes back in time (issue #4: never silently stale)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aurora_client.events import ChangeEvent
+from fakeredis import FakeAsyncRedis, FakeServer
+
+from cache.broadcaster import Broadcaster
+from cache.feed import ChangeFeed
+from cache.keys import Keys
+from cache.read_model import RedisReadModel
+from cache.replica import Replica
+
+ENV = "production"
+DEADLINE = 5.0
+pytestmark = pytest.mark.anyio
+
+
+def flag(version: int, percentage: int) -> ChangeEvent:
+    state = {"flag_key": "f", "environment": ENV, "is_enabled": True, "version": version}
+    return ChangeEvent("flag", "upsert", "f", ENV, None, version, state | {"p": percentage})
+
+
+@dataclass
+class Rig:
+    model: RedisReadModel
+    replica: Replica
+    feed: ChangeFeed
+    feed_redis: Any
+    sessions: int = 0
+    failures_left: int = 0
+    # Per session number: replace the subscription's get_message (a dead or lossy connection).
+    sabotage: dict[int, Callable[[Any], Callable[..., Awaitable[Any]]]] = field(
+        default_factory=dict
+    )
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    server = FakeServer()
+    redis, feed_redis = FakeAsyncRedis(server=server), FakeAsyncRedis(server=server)
+    model = RedisReadModel(redis, Keys("t:"), feed_length=100)
+    replica = Replica()
+
+    async def ensure_built(environment: str) -> None:
+        if rig.failures_left:
+            rig.failures_left -= 1
+            raise RuntimeError("the database is down")  # not a Redis error: must not kill it
+        if await model.epoch(environment) is None:
+            await model.rebuild(environment, [], [], force=False)
+
+    async def rebuild_lost(environment: str, epoch: str) -> None:
+        await model.retire(environment, epoch)
+        await ensure_built(environment)
+
+    feed = ChangeFeed(
+        feed_redis,
+        model,
+        replica,
+        Broadcaster(100),
+        [ENV],
+        ensure_built=ensure_built,
+        rebuild_lost=rebuild_lost,
+    )
+    feed.check_every, feed.silent_after, feed.behind_grace = 0.05, 0.4, 0.1
+    rig = Rig(model, replica, feed, feed_redis)
+    original = feed_redis.pubsub
+
+    def pubsub(**kwargs: Any) -> Any:
+        rig.sessions += 1
+        subscription = original(**kwargs)
+        if rig.sessions in rig.sabotage:
+            subscription.get_message = rig.sabotage[rig.sessions](subscription.get_message)
+        return subscription
+
+    feed_redis.pubsub = pubsub
+    yield rig
+    await redis.aclose()
+    await feed_redis.aclose()
+
+
+@contextlib.asynccontextmanager
+async def running(feed: ChangeFeed) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(feed.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        async with asyncio.timeout(DEADLINE):
+            await task
+
+
+async def until(check: Callable[[], Any], what: str) -> None:
+    try:
+        async with asyncio.timeout(DEADLINE):
+            while not check():  # noqa: ASYNC110 - polls plain state, no event to await
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        pytest.fail(f"timed out waiting for {what}")
+
+
+def percentage_in(replica: Replica) -> Any:
+    copy = replica.copy(ENV)
+    item = copy.flags.get("f") if copy is not None else None
+    return None if item is None else item["p"]
+
+
+def dead(_get_message: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """A socket that neither errs nor delivers: every read times out."""
+
+    async def get_message(**kwargs: Any) -> None:
+        await asyncio.sleep(kwargs.get("timeout") or 0)
+
+    return get_message
+
+
+def lossy(get_message: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Answers PINGs but loses every published message."""
+
+    async def filtered(**kwargs: Any) -> Any:
+        message = await get_message(**kwargs)
+        return None if message is not None and message["type"] == "message" else message
+
+    return filtered
+
+
+async def test_the_feed_outlives_an_unexpected_error_and_connects(rig: Rig) -> None:
+    rig.failures_left = 2  # the first two builds fail as a database outage would
+    async with running(rig.feed):
+        await until(rig.feed.connected.is_set, "the feed to connect after the failures")
+        assert rig.replica.copy(ENV) is not None
+        await rig.model.apply(flag(1, 10))
+        await until(lambda: percentage_in(rig.replica) == 10, "a live change")
+
+
+async def test_a_silent_subscription_is_dropped_and_reconnected(rig: Rig) -> None:
+    rig.sabotage[1] = dead
+    async with running(rig.feed):
+        await until(lambda: rig.sessions >= 2, "a second subscription")
+        await until(rig.feed.connected.is_set, "the second subscription to go live")
+        await rig.model.apply(flag(1, 20))
+        await until(lambda: percentage_in(rig.replica) == 20, "a change on the new subscription")
+
+
+async def test_changes_the_subscription_did_not_bring_are_replayed(rig: Rig) -> None:
+    rig.sabotage[1] = lossy
+    async with running(rig.feed):
+        await until(rig.feed.connected.is_set, "the feed to connect")
+        await rig.model.apply(flag(1, 30))
+        await rig.model.apply(flag(2, 40))
+        await until(lambda: percentage_in(rig.replica) == 40, "the missed changes, replayed")
+        assert rig.replica.position(ENV)[1] == 2  # type: ignore[index]
+        assert rig.sessions == 1  # PINGs answered: the connection itself was kept
+
+
+async def test_redis_going_back_in_time_is_rebuilt_under_a_new_epoch(rig: Rig) -> None:
+    async with running(rig.feed):
+        await until(rig.feed.connected.is_set, "the feed to connect")
+        for version in (1, 2, 3):
+            await rig.model.apply(flag(version, version * 10))
+        await until(lambda: rig.replica.position(ENV)[1] == 3, "revision 3")  # type: ignore[index]
+        old_epoch = await rig.model.epoch(ENV)
+        # Restored from a snapshot taken at revision 1: the later revisions are gone.
+        k = rig.model.keys.env(ENV)
+        await rig.model.redis.set(k.revision, 1)
+        await rig.model.redis.xtrim(k.feed, maxlen=1)
+        await until(
+            lambda: (
+                (position := rig.replica.position(ENV)) is not None
+                and position[0] != old_epoch
+                and rig.replica.copy(ENV) is not None
+            ),
+            "a rebuild under a new epoch",
+        )
+
+
+class NoStore:
+    """The outbox bookkeeping a propagation does afterwards, with nothing behind it."""
+
+    async def run(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
+async def test_a_write_a_relay_applied_first_is_still_read_by_its_writer(rig: Rig) -> None:
+    """A relay (this instance's or another's) may apply the committed change before the writer
+    does; the writer's apply then finds it STALE, and must still put it in its own replica
+    (read-your-writes), not wait for the feed to bring it."""
+    from service.propagation import Propagator  # noqa: PLC0415 - the service side of the rig
+
+    await rig.model.rebuild(ENV, [], [], force=False)
+    rig.replica.hydrate(ENV, await rig.model.snapshot(ENV))  # no feed: only the writer's apply
+    propagator = Propagator(NoStore(), rig.model, rig.replica, wait=1.0, relay_interval=1.0)  # type: ignore[arg-type]
+    change = flag(1, 70)
+    assert await rig.model.apply(change) == 1  # the relay got there first
+    assert await propagator.propagate([(7, change)]) is True
+    assert percentage_in(rig.replica) == 70
