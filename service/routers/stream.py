@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Header, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -52,7 +51,7 @@ async def stream_changes(
             yield ServerSentEvent(
                 data=event.data,
                 event=event.event,
-                id=event.id,
+                id=event.id or None,
                 retry=settings.sse_retry_ms if first else None,
             )
             first = False
@@ -61,16 +60,9 @@ async def stream_changes(
             comment=f"closed: {stream.subscriber.closed or 'resync'}", retry=settings.sse_retry_ms
         )
 
-    def heartbeat() -> ServerSentEvent:
-        position = state.replica.position(env)
-        cursor = f"{position[0]}:{position[1]}" if position else None
-        data = {"cursor": cursor, "heartbeat_seconds": settings.sse_heartbeat_seconds}
-        return ServerSentEvent(event="heartbeat", data=orjson.dumps(data).decode())
-
     return EventSourceResponse(
         events(),
-        ping=settings.sse_heartbeat_seconds,
-        ping_message_factory=heartbeat,
+        ping=0,  # heartbeats come from the stream itself (ChangeStream.events)
         send_timeout=settings.sse_send_timeout_seconds,
         shutdown_event=state.shutdown,
         shutdown_grace_period=1.0,
