@@ -41,7 +41,9 @@ export DATABASE_URL="mysql+pymysql://root@127.0.0.1:3306/$DB" REDIS_URL="redis:/
 
 # --- HTTP throughput: the bare reference, then the service, same uvicorn settings -----------
 BARE_PORT=$(free_port)
-"$PY" -m uvicorn bench.bare_app:app --host 127.0.0.1 --port "$BARE_PORT" --log-level warning --no-access-log &
+# On the service's own stack (service/__main__.py: uvloop and httptools), so the ratios are fair.
+"$PY" -m uvicorn bench.bare_app:app --host 127.0.0.1 --port "$BARE_PORT" --log-level warning --no-access-log \
+    --loop uvloop --http httptools &
 PIDS+=($!)
 SERVICE_PORT=$(free_port)
 HOST=127.0.0.1 PORT=$SERVICE_PORT AURORA_REDIS_PREFIX=$PREFIX AURORA_AUTH=enabled \

@@ -8,18 +8,82 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 
 from cache.messages import FeedMessage
 
 log = logging.getLogger(__name__)
 
 
+class Mailbox:
+    """One subscriber's FIFO, for a single consumer: the part of asyncio.Queue a stream uses.
+
+    An idle stream holds no buffer at all (asyncio.Queue keeps three deques of ~0.7 KiB each
+    per instance, idle or not; per idle SSE connection that was the largest item Aurora
+    added): the deque exists only while messages wait, and a future only while the consumer
+    does. The bound is the subscriber's (`Subscriber.offer`).
+    """
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[FeedMessage | None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def qsize(self) -> int:
+        return len(self._items) if self._items else 0
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def clear(self) -> None:
+        self._items = None
+
+    def put_nowait(self, item: FeedMessage | None) -> None:
+        if self._items is None:
+            self._items = deque()
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def get_nowait(self) -> FeedMessage | None:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        item = self._items.popleft()
+        if not self._items:
+            self._items = None  # idle again: let the buffer go
+        return item
+
+    async def get(self, wait_seconds: float | None = None) -> FeedMessage | None:
+        """The next item; TimeoutError if none arrives within `wait_seconds`."""
+        if not self._items:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = None if wait_seconds is None else loop.call_later(wait_seconds, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+            if not self._items:
+                raise TimeoutError
+        return self.get_nowait()
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class Subscriber:
+    __slots__ = ("capacity", "closed", "environment", "queue", "service_name")
+
     def __init__(self, environment: str, service_name: str | None, capacity: int) -> None:
         self.environment = environment
         self.service_name = service_name
-        self.queue: asyncio.Queue[FeedMessage | None] = asyncio.Queue(capacity + 1)
+        self.queue = Mailbox()
         self.capacity = capacity
         self.closed: str | None = None  # why the stream must end, once it must
 
@@ -34,8 +98,7 @@ class Subscriber:
         if self.closed is not None:
             return
         self.closed = reason
-        while not self.queue.empty():
-            self.queue.get_nowait()
+        self.queue.clear()
         self.queue.put_nowait(None)
 
     def offer(self, message: FeedMessage) -> bool:

@@ -10,6 +10,7 @@ python -m service tokens revoke NAME
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 import time
@@ -117,6 +118,15 @@ def migrate(url: str, *, wait: float, create: bool) -> int:
         return 0
 
 
+def _http_protocol(max_header_bytes: int) -> type[asyncio.Protocol] | str:
+    """httptools with the same request-head limit h11 enforces; h11 if httptools is missing."""
+    try:
+        from service.http import bounded_httptools  # noqa: PLC0415 (imports httptools)
+    except ImportError:
+        return "h11"
+    return bounded_httptools(max_header_bytes)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings()
@@ -129,10 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        # uvloop and httptools (runtime dependencies) when installed: ~3x the requests per
+        # second of asyncio and h11 on the same endpoint (bench/RESULTS.md).
+        loop="auto",
+        http=_http_protocol(settings.max_header_bytes),
         log_config=None,  # ours (service/logs.py)
         access_log=False,  # one structured line per request comes from service/logs.py
         timeout_graceful_shutdown=10,
-        h11_max_incomplete_event_size=settings.max_header_bytes,
+        h11_max_incomplete_event_size=settings.max_header_bytes,  # when h11 is the fallback
     )
     return 0
 

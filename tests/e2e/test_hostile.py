@@ -47,6 +47,16 @@ def test_header_floods_are_refused_and_the_server_carries_on(instance: Instance)
         huge = b"X-Big: " + b"a" * 200_000 + b"\r\n"
         answer = raw_request(server, b"GET /health HTTP/1.1\r\nHost: x\r\n" + huge + b"\r\n")
         assert answer == b"" or answer.startswith((b"HTTP/1.1 400", b"HTTP/1.1 431"))
+        # A head that never ends is refused too, not buffered until the client gives up.
+        endless = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000
+        assert raw_request(server, endless).startswith((b"HTTP/1.1 400", b"HTTP/1.1 431"))
+        # Just under the limit (16 KiB) is served.
+        fine = b"".join(b"X-Fine-%d: %s\r\n" % (i, b"a" * 1000) for i in range(15))
+        answer = raw_request(
+            server,
+            b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + fine + b"\r\n",
+        )
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:100]
         assert httpx.get(f"{server.url}/health/live").status_code == 200
         assert state(server) == before
 

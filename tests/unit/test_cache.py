@@ -284,3 +284,17 @@ def test_breaker_opens_after_failures_and_probes_after_cooldown() -> None:
     breaker.succeeded()
     assert breaker.state == "closed"
     assert breaker.allows()
+
+
+async def test_a_mailbox_waits_for_the_next_message_or_times_out() -> None:
+    broadcaster = Broadcaster()
+    sub = broadcaster.subscribe(ENV, None)
+    with pytest.raises(TimeoutError):
+        await sub.queue.get(0.01)  # idle: the stream sends a heartbeat instead
+    getting = asyncio.ensure_future(sub.queue.get(5))
+    await asyncio.sleep(0)
+    broadcaster.publish(message(1, flag_event(1)))
+    assert (await getting).revision == 1  # type: ignore[union-attr]
+    assert sub.queue.empty()
+    sub.close("shutdown")
+    assert await sub.queue.get(5) is None
