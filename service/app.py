@@ -71,9 +71,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     problems.install(app)
     openapi.install(app, settings.environments)
-    # Added innermost first: a request meets Observability, AuthMiddleware, FastReads, CORS,
-    # BodyLimit, then the routes.
+    # Added innermost first: a request meets Observability, CORS, AuthMiddleware, FastReads,
+    # BodyLimit, then the routes. CORS sits outside the rest, so a preflight (which carries no
+    # token) is answered before authentication, and answers of the fast path and 401s carry
+    # CORS headers too.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(FastReads)  # the hottest reads skip the rest of the stack
+    app.add_middleware(AuthMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -82,8 +86,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "If-Match", "Last-Event-ID"],
             expose_headers=["ETag", "X-Aurora-Propagation"],
         )
-    app.add_middleware(FastReads)  # the hottest reads skip the rest of the stack
-    app.add_middleware(AuthMiddleware)
     app.add_middleware(Observability)  # outermost: times and logs everything, refusals too
 
     for module in (configurations, flags, stream, tokens, health):

@@ -80,8 +80,6 @@ class FastReads:
         for name, value in scope["headers"]:
             if name == b"last-event-id" and last_event_id is None:
                 last_event_id = value.decode("latin-1")
-            elif name == b"origin" and state.settings.cors_origins:
-                return None  # a cross-origin EventSource: the route's stack adds CORS headers
         if last_event_id is not None and len(last_event_id) > MAX_LAST_EVENT_ID:
             return None
         try:

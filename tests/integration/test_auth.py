@@ -239,3 +239,49 @@ def test_auth_defaults() -> None:
     assert settings(database_url="mysql+pymysql://db/aurora").auth_enabled is True
     assert settings(database_url="mysql+pymysql://db/aurora", auth="disabled").auth_enabled is False
     assert settings(database_url="sqlite:///x.db", auth="enabled").auth_enabled is True
+
+
+ORIGIN = "https://console.example"
+
+
+def test_cors_is_closed_by_default(database_url: str) -> None:
+    settings = make_settings(database_url, auth="enabled", admin_token=ADMIN_SECRET)
+    with TestClient(create_app(settings)) as client:
+        h = {"Authorization": f"Bearer {ADMIN_SECRET}", "Origin": ORIGIN}
+        answer = client.get(f"{C}/", headers=h)
+        assert answer.status_code == 200
+        assert "access-control-allow-origin" not in answer.headers
+        preflight = client.options(
+            f"{C}/", headers={"Origin": ORIGIN, "Access-Control-Request-Method": "PUT"}
+        )
+        assert "access-control-allow-origin" not in preflight.headers
+
+
+def test_a_configured_origin_gets_cors_headers_on_every_kind_of_answer(database_url: str) -> None:
+    """Preflights carry no token, so CORS answers them before authentication; the fast path's
+    answers and refusals carry the headers as the routes' do."""
+    settings = make_settings(
+        database_url, auth="enabled", admin_token=ADMIN_SECRET, cors_origins=(ORIGIN,)
+    )
+    with TestClient(create_app(settings)) as client:
+        seed(client, ADMIN_SECRET)
+        h = {"Authorization": f"Bearer {ADMIN_SECRET}", "Origin": ORIGIN}
+        preflight = client.options(
+            f"{F}/rollout/f",
+            headers={
+                "Origin": ORIGIN,
+                "Access-Control-Request-Method": "PUT",
+                "Access-Control-Request-Headers": "authorization,if-match",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == ORIGIN
+        for path in (f"{C}/", f"{F}/check/f?user_id=1", f"{C}/value/k"):  # route, fast paths
+            answer = client.get(path, headers=h)
+            assert answer.status_code == 200, path
+            assert answer.headers["access-control-allow-origin"] == ORIGIN, path
+        refused = client.get(f"{F}/check/f", headers={"Origin": ORIGIN})
+        assert refused.status_code == 401
+        assert refused.headers["access-control-allow-origin"] == ORIGIN
+        other = client.get(f"{C}/", headers=h | {"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
