@@ -32,17 +32,21 @@ class ConfigRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def get(self, config_id: int) -> Configuration | None:
-        return self._session.get(Configuration, config_id)
+    def get(self, config_id: int, *, for_update: bool = False) -> Configuration | None:
+        """`for_update` locks the row until the transaction ends (SELECT ... FOR UPDATE), so
+        concurrent writers of one item queue instead of failing the version check and retrying;
+        the version check stays as the safety net (SQLite ignores the lock: one writer there)."""
+        return self._session.get(Configuration, config_id, with_for_update=for_update)
 
-    def get_by_scope(self, env: str, service: str | None, key: str) -> Configuration | None:
-        return self._session.scalar(
-            select(Configuration).where(
-                Configuration.environment == env,
-                Configuration.service_scope == scope_of(service),
-                Configuration.config_key == key,
-            )
+    def get_by_scope(
+        self, env: str, service: str | None, key: str, *, for_update: bool = False
+    ) -> Configuration | None:
+        query = select(Configuration).where(
+            Configuration.environment == env,
+            Configuration.service_scope == scope_of(service),
+            Configuration.config_key == key,
         )
+        return self._session.scalar(query.with_for_update() if for_update else query)
 
     def list(
         self,
@@ -102,13 +106,15 @@ class FlagRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def get(self, flag_id: int) -> FeatureFlag | None:
-        return self._session.get(FeatureFlag, flag_id)
+    def get(self, flag_id: int, *, for_update: bool = False) -> FeatureFlag | None:
+        """`for_update`: as ConfigRepository.get."""
+        return self._session.get(FeatureFlag, flag_id, with_for_update=for_update)
 
-    def get_by_key(self, env: str, key: str) -> FeatureFlag | None:
-        return self._session.scalar(
-            select(FeatureFlag).where(FeatureFlag.environment == env, FeatureFlag.flag_key == key)
+    def get_by_key(self, env: str, key: str, *, for_update: bool = False) -> FeatureFlag | None:
+        query = select(FeatureFlag).where(
+            FeatureFlag.environment == env, FeatureFlag.flag_key == key
         )
+        return self._session.scalar(query.with_for_update() if for_update else query)
 
     def list(
         self, env: str | None, key_prefix: str | None, *, limit: int, offset: int

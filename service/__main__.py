@@ -25,7 +25,7 @@ from database.uow import SqlUnitOfWork
 from service.app import create_app
 from service.errors import AuroraError
 from service.logs import configure_logging
-from service.principal import parse_scopes
+from service.principal import CLI_ACTOR, parse_scopes
 from service.settings import Settings
 from service.usecases import tokens
 
@@ -77,7 +77,7 @@ def _tokens(args: argparse.Namespace, settings: Settings) -> int:
             upgrade_to_head(engine)
         if args.action == "create":
             scopes = parse_scopes(args.scopes, settings.environments)
-            issued = tokens.create(uow, name=args.name, scopes=scopes, actor="cli")
+            issued = tokens.create(uow, name=args.name, scopes=scopes, actor=CLI_ACTOR)
             print(issued.secret)
             log.info("created token %r with scopes %s", args.name, ",".join(sorted(scopes)))
         elif args.action == "list":

@@ -20,9 +20,19 @@ from service.deps import Rules
 from service.fast import FastReads
 from service.limits import BodyLimit
 from service.observability import Metrics, Observability
+from service.paths import CollectionSlash
 from service.routers import configurations, flags, health, stream, tokens
 from service.runtime import Runtime
 from service.settings import Settings
+
+ROUTERS = (configurations, flags, stream, tokens, health)
+#: Collection paths (`/api/v1/tokens/`...): served without the trailing slash too.
+COLLECTIONS = [
+    route.path
+    for module in ROUTERS
+    for route in module.router.routes
+    if isinstance(route, APIRoute) and route.path.endswith("/")
+]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -71,10 +81,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     problems.install(app)
     openapi.install(app, settings.environments)
-    # Added innermost first: a request meets Observability, CORS, AuthMiddleware, FastReads,
-    # BodyLimit, then the routes. CORS sits outside the rest, so a preflight (which carries no
-    # token) is answered before authentication, and answers of the fast path and 401s carry
-    # CORS headers too.
+    # Added innermost first: a request meets CollectionSlash, Observability, CORS,
+    # AuthMiddleware, FastReads, BodyLimit, then the routes. CORS sits outside the rest, so a
+    # preflight (which carries no token) is answered before authentication, and answers of the
+    # fast path and 401s carry CORS headers too.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(FastReads)  # the hottest reads skip the rest of the stack
     app.add_middleware(AuthMiddleware)
@@ -86,13 +96,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "If-Match", "Last-Event-ID"],
             expose_headers=["ETag", "X-Aurora-Propagation"],
         )
-    app.add_middleware(Observability)  # outermost: times and logs everything, refusals too
+    app.add_middleware(Observability)  # times and logs everything, refusals too
+    app.add_middleware(CollectionSlash, collections=COLLECTIONS)  # first: one path per route
 
-    for module in (configurations, flags, stream, tokens, health):
+    for module in ROUTERS:
         app.include_router(module.router)
     app.state.route_methods = [
         (route.path_regex, route.methods)
-        for module in (configurations, flags, stream, tokens, health)
+        for module in ROUTERS
         for route in module.router.routes
         if isinstance(route, APIRoute)
     ]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import Unauthenticated, Unavailable
-from service.principal import ADMIN, ANONYMOUS, Principal
+from service.principal import ADMIN, ANONYMOUS, BOOTSTRAP_ADMIN, Principal
 from service.problems import render
 from service.store import Store
 from service.usecases import tokens
@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1/"
 MAX_TOKEN_LENGTH = 200
 MAX_CACHED = 10_000
-BOOTSTRAP_ADMIN = "bootstrap-admin"
 
 
 @dataclass(frozen=True, slots=True)

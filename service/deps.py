@@ -121,6 +121,29 @@ async def key_path(key: Annotated[str, Path(description="The key; it may contain
         raise InvalidInput(f"key {key[:64]!r}: {exc}") from None
 
 
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+async def documented_query_only(request: Request) -> None:
+    """A write takes exactly the query parameters its OpenAPI operation lists. A write names its
+    scope in the query or the body; a misplaced or misspelt parameter silently ignored would
+    make it land elsewhere (`POST /feature-flags/?environment=staging` went to production)."""
+    if request.method not in WRITES or not request.query_params:
+        return
+    route = request.scope.get("route")
+    paths = request.app.openapi()["paths"]  # built once, then cached by FastAPI
+    operation = paths.get(getattr(route, "path_format", None), {}).get(request.method.lower())
+    if operation is None:
+        return
+    known = {p["name"] for p in operation.get("parameters", ()) if p["in"] == "query"}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) if known else "none"
+        raise InvalidInput(
+            f"unknown query parameter {', '.join(map(repr, unknown))}; this endpoint takes {takes}"
+        )
+
+
 async def get_principal(request: Request) -> Principal:
     """Who is asking: set by AuthMiddleware (the token's name is the actor in history)."""
     principal: Principal | None = getattr(request.state, "principal", None)

@@ -52,6 +52,11 @@ class Principal:
 
 #: Who acts when authentication is disabled (the embedded default, or AURORA_AUTH=disabled).
 ANONYMOUS = Principal("anonymous", frozenset({ADMIN}))
+#: The actor of AURORA_ADMIN_TOKEN, and of the token CLI.
+BOOTSTRAP_ADMIN = "bootstrap-admin"
+CLI_ACTOR = "cli"
+#: Actors the service names itself: no token may take one, so history always tells them apart.
+RESERVED_ACTORS = frozenset({ANONYMOUS.name, BOOTSTRAP_ADMIN, CLI_ACTOR})
 
 
 def parse_scopes(scopes: Iterable[str], environments: Iterable[str]) -> frozenset[str]:

@@ -132,7 +132,9 @@ class Runtime:
         )
         store = Store(
             engine,
-            limit=settings.db_pool_size + settings.db_max_overflow,
+            # SQLite has one writer: threads of one process racing for it only conflict (and
+            # answer 503 after the retries), so the embedded default runs one at a time.
+            limit=1 if settings.embedded else settings.db_pool_size + settings.db_max_overflow,
             retries=settings.write_retries,
             timeout=settings.db_timeout_seconds,
         )

@@ -97,7 +97,7 @@ class Store:
             )
         if is_unavailable(exc) or isinstance(exc, PoolTimeout):
             log.warning("%s: database unavailable: %s", name, exc)
-            return Unavailable("the database is unavailable; the change was not made")
+            return Unavailable("the database is unavailable; nothing was read or changed")
         if isinstance(exc, DBAPIError):
             log.error("%s: database error", name, exc_info=exc)
             return Unavailable("the database failed to process the request")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from aurora_client.state import JsonValue
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from service.deps import (
     EnvQuery,
@@ -19,6 +19,7 @@ from service.deps import (
     ServiceQuery,
     StoreDep,
     WritesDep,
+    documented_query_only,
     mark_propagation,
 )
 from service.etag import format_etag
@@ -35,7 +36,11 @@ from service.schemas import (
 )
 from service.usecases import configs
 
-router = APIRouter(prefix=f"{API_PREFIX}/configurations", tags=["configurations"])
+router = APIRouter(
+    prefix=f"{API_PREFIX}/configurations",
+    tags=["configurations"],
+    dependencies=[Depends(documented_query_only)],
+)
 
 Id = Annotated[int, Path(ge=1, le=2**63 - 1, description="configuration id")]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from service.deps import (
     EnvQuery,
@@ -17,6 +17,7 @@ from service.deps import (
     RulesDep,
     StoreDep,
     WritesDep,
+    documented_query_only,
     mark_propagation,
 )
 from service.routers import API_PREFIX
@@ -33,7 +34,11 @@ from service.schemas import (
 )
 from service.usecases import flags
 
-router = APIRouter(prefix=f"{API_PREFIX}/feature-flags", tags=["feature-flags"])
+router = APIRouter(
+    prefix=f"{API_PREFIX}/feature-flags",
+    tags=["feature-flags"],
+    dependencies=[Depends(documented_query_only)],
+)
 
 Id = Annotated[int, Path(ge=1, le=2**63 - 1, description="feature flag id")]
 UserId = Annotated[

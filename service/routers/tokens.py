@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, status
+from fastapi import APIRouter, Depends, Path, Request, status
 from pydantic import BaseModel, Field
 
-from service.deps import PrincipalDep, RulesDep, StoreDep
+from service.deps import PrincipalDep, RulesDep, StoreDep, documented_query_only
 from service.principal import parse_scopes
 from service.routers import API_PREFIX
-from service.schemas import Body, Timestamp, check_service
+from service.schemas import Body, Timestamp
 from service.usecases import tokens
 
-router = APIRouter(prefix=f"{API_PREFIX}/tokens", tags=["tokens"])
+router = APIRouter(
+    prefix=f"{API_PREFIX}/tokens", tags=["tokens"], dependencies=[Depends(documented_query_only)]
+)
 
 TokenName = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
 
@@ -52,7 +54,6 @@ async def create_token(
     body: TokenCreate, store: StoreDep, rules: RulesDep, principal: PrincipalDep
 ) -> TokenIssued:
     principal.require_admin()
-    check_service(body.name)
     scopes = parse_scopes(body.scopes, rules.environments)
     issued = await store.run(tokens.create, name=body.name, scopes=scopes, actor=principal.name)
     return TokenIssued(**_out(issued.token).model_dump(), token=issued.secret)

@@ -18,8 +18,8 @@ from service.principal import Principal
 from service.usecases.changes import apply_create, apply_delete, apply_update
 
 
-def _get(uow: UnitOfWork, config_id: int) -> Configuration:
-    config = uow.configs.get(config_id)
+def _get(uow: UnitOfWork, config_id: int, *, for_update: bool = False) -> Configuration:
+    config = uow.configs.get(config_id, for_update=for_update)
     if config is None:
         raise NotFound(f"configuration {config_id} does not exist")
     return config
@@ -125,7 +125,7 @@ def update(
     actor: Principal,
 ) -> Configuration:
     with uow:
-        config = _get(uow, config_id)
+        config = _get(uow, config_id, for_update=True)
         if apply_update(uow, config, changes, if_match=if_match, actor=actor):
             uow.commit()
         return config
@@ -151,7 +151,7 @@ def set_value(
     """Upsert one scope's value. A description of None leaves an existing one unchanged."""
     actor.require_write(env)
     with uow:
-        config = uow.configs.get_by_scope(env, service, key)
+        config = uow.configs.get_by_scope(env, service, key, for_update=True)
         if config is not None:
             changes: dict[str, Any] = {"config_value": value}
             if description is not None:
@@ -172,7 +172,7 @@ def set_value(
 
 def delete(uow: UnitOfWork, config_id: int, *, if_match: IfMatch | None, actor: Principal) -> None:
     with uow:
-        apply_delete(uow, _get(uow, config_id), if_match=if_match, actor=actor)
+        apply_delete(uow, _get(uow, config_id, for_update=True), if_match=if_match, actor=actor)
         uow.commit()
 
 

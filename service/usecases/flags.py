@@ -17,15 +17,15 @@ from service.principal import Principal
 from service.usecases.changes import apply_create, apply_delete, apply_update
 
 
-def _get(uow: UnitOfWork, flag_id: int) -> FeatureFlag:
-    flag = uow.flags.get(flag_id)
+def _get(uow: UnitOfWork, flag_id: int, *, for_update: bool = False) -> FeatureFlag:
+    flag = uow.flags.get(flag_id, for_update=for_update)
     if flag is None:
         raise NotFound(f"feature flag {flag_id} does not exist")
     return flag
 
 
-def _get_by_key(uow: UnitOfWork, env: str, key: str) -> FeatureFlag:
-    flag = uow.flags.get_by_key(env, key)
+def _get_by_key(uow: UnitOfWork, env: str, key: str, *, for_update: bool = False) -> FeatureFlag:
+    flag = uow.flags.get_by_key(env, key, for_update=for_update)
     if flag is None:
         raise flag_missing(env, key)
     return flag
@@ -103,7 +103,7 @@ def update(
     actor: Principal,
 ) -> FeatureFlag:
     with uow:
-        flag = _get(uow, flag_id)
+        flag = _get(uow, flag_id, for_update=True)
         if apply_update(uow, flag, changes, if_match=if_match, actor=actor):
             uow.commit()
         return flag
@@ -121,7 +121,7 @@ def toggle(
     """Flip the flag, or set it to `enabled` when given (idempotent, safe for automation)."""
     actor.require_write(env)
     with uow:
-        flag = _get_by_key(uow, env, key)
+        flag = _get_by_key(uow, env, key, for_update=True)
         target = (not flag.is_enabled) if enabled is None else enabled
         if apply_update(uow, flag, {"is_enabled": target}, if_match=if_match, actor=actor):
             uow.commit()
@@ -139,7 +139,7 @@ def set_rollout(
 ) -> FeatureFlag:
     actor.require_write(env)
     with uow:
-        flag = _get_by_key(uow, env, key)
+        flag = _get_by_key(uow, env, key, for_update=True)
         changes = {"rollout_percentage": percentage}
         if apply_update(uow, flag, changes, if_match=if_match, actor=actor):
             uow.commit()
@@ -148,7 +148,7 @@ def set_rollout(
 
 def delete(uow: UnitOfWork, flag_id: int, *, if_match: IfMatch | None, actor: Principal) -> None:
     with uow:
-        apply_delete(uow, _get(uow, flag_id), if_match=if_match, actor=actor)
+        apply_delete(uow, _get(uow, flag_id, for_update=True), if_match=if_match, actor=actor)
         uow.commit()
 
 

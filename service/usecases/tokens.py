@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -10,10 +11,11 @@ from dataclasses import dataclass
 from sqlalchemy.exc import IntegrityError
 
 from database.models import ApiToken, utcnow
+from database.uow import UnitOfWork
+from service.errors import AlreadyExists, InvalidInput, NotFound
+from service.principal import RESERVED_ACTORS
 
 __all__ = ["ApiToken", "Issued", "active_by_hash", "create", "hash_token", "list_all", "revoke"]
-from database.uow import UnitOfWork
-from service.errors import AlreadyExists, NotFound
 
 TOKEN_PREFIX = "aur_"  # noqa: S105 - a marker, not a secret
 
@@ -28,7 +30,21 @@ class Issued:
     secret: str  # shown once
 
 
+NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")  # also the pattern the API documents
+
+
+def check_name(name: str) -> None:
+    """A token's name is the actor in history: plain, and never one the service uses itself."""
+    if not NAME.fullmatch(name):
+        raise InvalidInput(
+            f"a token name is 1 to 100 letters, digits and . _ -, not {name[:120]!r}"
+        )
+    if name in RESERVED_ACTORS:
+        raise InvalidInput(f"{name!r} is reserved: the service records it as an actor itself")
+
+
 def create(uow: UnitOfWork, *, name: str, scopes: frozenset[str], actor: str) -> Issued:
+    check_name(name)
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)  # 256 bits
     with uow:
         if uow.tokens.by_name(name) is not None:

@@ -184,8 +184,15 @@ def test_token_requests_are_validated(secured: tuple[TestClient, dict[str, str]]
         {"name": "bad", "scopes": ["superuser"]},
         {"name": "bad", "scopes": []},
         {"name": "bad name", "scopes": ["read"]},
+        {"name": "x" * 101, "scopes": ["read"]},
+        # The service's own actors: a token named so would be indistinguishable in history.
+        {"name": "bootstrap-admin", "scopes": ["read"]},
+        {"name": "anonymous", "scopes": ["read"]},
+        {"name": "cli", "scopes": ["read"]},
     ):
         assert client.post("/api/v1/tokens/", json=body, headers=admin).status_code == 422, body
+    names = [t["name"] for t in client.get("/api/v1/tokens/", headers=admin).json()]
+    assert sorted(names) == ["prod-writer", "reader", "staging-reader", "staging-writer"]
     again = client.post(
         "/api/v1/tokens/", json={"name": "reader", "scopes": ["read"]}, headers=admin
     )
@@ -229,6 +236,21 @@ def test_the_cli_creates_the_first_token(tmp_path: Any) -> None:
     )
     assert bad.returncode == 1
     assert "unknown scope" in bad.stderr
+    for name, why in (
+        ("bad name", "a token name is"),
+        ("x" * 101, "a token name is"),
+        ("bootstrap-admin", "reserved"),
+    ):
+        refused = subprocess.run(
+            [sys.executable, "-m", "service", "tokens", "create", name, "--scope", "admin"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert (refused.returncode, refused.stdout) == (1, ""), name
+        assert why in refused.stderr, name
 
 
 def test_auth_defaults() -> None:

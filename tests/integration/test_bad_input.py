@@ -202,3 +202,39 @@ def test_missing_items_are_404_problems(seeded: TestClient) -> None:
     assert_problem(seeded.get(f"{CONFIGS}/424242"), 404, "424242")
     assert_problem(seeded.put(f"{CONFIGS}/424242", json={"config_value": 1}), 404)
     assert_problem(seeded.delete(f"{FLAGS}/424242"), 404)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", f"{FLAGS}/?environment=development", {"flag_key": "g"}),
+        ("POST", f"{CONFIGS}/?service_name=billing", {"config_key": "n", "config_value": 1}),
+        ("PUT", f"{CONFIGS}/key/k?env=development", {"value": 2}),
+        ("PUT", f"{FLAGS}/rollout/f?percentage=50&enviroment=staging", None),
+        ("DELETE", f"{FLAGS}/1?force=true", None),
+    ],
+)
+def test_a_write_with_an_unknown_query_parameter_is_refused(
+    seeded: TestClient, method: str, path: str, body: Any
+) -> None:
+    """A misplaced or misspelt scope parameter must not make a write land elsewhere."""
+    unknown = path.rsplit("&", 1)[-1].rsplit("?", maxsplit=1)[-1].split("=", maxsplit=1)[0]
+    answer = seeded.request(method, path, json=body)
+    assert_problem(answer, 422, f"unknown query parameter '{unknown}'")
+
+
+def test_reads_ignore_query_parameters_they_do_not_take(seeded: TestClient) -> None:
+    assert seeded.get(f"{CONFIGS}/value/k", params={"_": "cache-buster"}).status_code == 200
+
+
+def test_collections_answer_without_their_trailing_slash(client: TestClient) -> None:
+    """No 307: behind a TLS proxy it points at http://, and clients drop a POST body on it."""
+    created = client.post(FLAGS, json={"flag_key": "g"}, follow_redirects=False)
+    assert created.status_code == 201
+    listed = client.get(FLAGS, follow_redirects=False)
+    assert (listed.status_code, listed.json()["total"]) == (200, 1)
+    config = client.post(CONFIGS, json={"config_key": "n", "config_value": 1})
+    assert config.status_code == 201
+    assert client.get("/api/v1/tokens", follow_redirects=False).status_code != 307
+    metrics = client.get("/metrics").text
+    assert 'route="/api/v1/feature-flags/"' in metrics

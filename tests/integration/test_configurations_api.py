@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -273,3 +274,23 @@ class TestIfMatch:
         )
         assert response.status_code == 422
         assert client.get(f"{API}/{created['id']}").json()["version"] == 1
+
+
+def test_many_writers_at_once_are_all_answered_and_recorded(client: TestClient) -> None:
+    """32 concurrent PUTs: none refused (SQLite has one writer; the embedded store queues them
+    rather than letting them conflict), and the history holds every one with its old value."""
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    created = create(client, config_key="counter", config_value=0)
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        answers = list(
+            pool.map(
+                lambda i: client.put(f"{API}/{created['id']}", json={"config_value": i}),
+                range(1, 33),
+            )
+        )
+    assert [a.status_code for a in answers] == [200] * 32
+    history = client.get(f"{API}/{created['id']}/history").json()
+    assert [h["version"] for h in history] == list(range(33, 0, -1))
+    for newer, older in itertools.pairwise(history):
+        assert newer["old_state"]["config_value"] == older["new_state"]["config_value"]

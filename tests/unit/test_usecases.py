@@ -21,10 +21,12 @@ class FakeConfigs:
     def __init__(self) -> None:
         self.rows: dict[int, Configuration] = {}
 
-    def get(self, config_id: int) -> Configuration | None:
+    def get(self, config_id: int, *, for_update: bool = False) -> Configuration | None:
         return self.rows.get(config_id)
 
-    def get_by_scope(self, env: str, service: str | None, key: str) -> Configuration | None:
+    def get_by_scope(
+        self, env: str, service: str | None, key: str, *, for_update: bool = False
+    ) -> Configuration | None:
         return next(
             (
                 c
@@ -46,10 +48,10 @@ class FakeFlags:
     def __init__(self) -> None:
         self.rows: dict[int, FeatureFlag] = {}
 
-    def get(self, flag_id: int) -> FeatureFlag | None:
+    def get(self, flag_id: int, *, for_update: bool = False) -> FeatureFlag | None:
         return self.rows.get(flag_id)
 
-    def get_by_key(self, env: str, key: str) -> FeatureFlag | None:
+    def get_by_key(self, env: str, key: str, *, for_update: bool = False) -> FeatureFlag | None:
         return next(
             (f for f in self.rows.values() if (f.environment, f.flag_key) == (env, key)), None
         )
