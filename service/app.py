@@ -12,6 +12,7 @@ from importlib.metadata import version
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi.telemetry import TelemetryConfig
 from starlette.middleware.cors import CORSMiddleware
 
 from service import openapi, problems
@@ -33,6 +34,9 @@ COLLECTIONS = [
     for route in module.router.routes
     if isinstance(route, APIRoute) and route.path.endswith("/")
 ]
+
+
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -72,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=version("aurora-config-service"),
         description="Configuration and feature flags for the Aurora microservices.",
         lifespan=lifespan,
+        telemetry=None if settings.opentelemetry else NO_TELEMETRY,
     )
     app.state.settings = settings
     app.state.rules = Rules.of(settings)

@@ -9,10 +9,11 @@ as in tests, do not collide).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -47,6 +48,21 @@ class Metrics:
         self.probes: dict[str, float | None] = {}  # filled by /metrics before each scrape
         self.runtime: Any = None  # set in the lifespan
         self.registry.register(_RuntimeCollector(self))
+        # The labelled children, once per (method, route, status): `labels()` takes a lock and
+        # builds a key on every call, a measurable share of a flag check. Route templates,
+        # methods and statuses are few, so this stays small.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        children = self._children.get((method, route, status))
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._children[method, route, status] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class _RuntimeCollector(Collector):
@@ -124,14 +140,20 @@ class _RuntimeCollector(Collector):
 class Observability:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # Request ids: this process's random prefix and a counter, unique across instances
+        # and cheaper than a uuid4 per request.
+        self._prefix = secrets.token_hex(6)
+        self._ids = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        request_id = incoming.decode("latin-1")
+        if not _REQUEST_ID.fullmatch(request_id):
+            request_id = f"{self._prefix}-{next(self._ids):x}"
         status = 500
 
         async def send_with_id(message: Message) -> None:
@@ -155,8 +177,7 @@ class Observability:
         principal = scope.get("state", {}).get("principal")
         metrics: Metrics | None = getattr(scope["app"].state, "metrics", None)
         if metrics is not None:
-            metrics.requests.labels(scope["method"], route, str(status)).inc()
-            metrics.latency.labels(scope["method"], route).observe(seconds)
+            metrics.observe(scope["method"], route, status, seconds)
         if route in {"/health/live", "/health", "/metrics"}:
             return  # probes and scrapes would drown the log
         log.info(

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()  # closed by default
     max_header_bytes: int = Field(default=16 * 1024, ge=1024)
     log_format: Literal["json", "text"] | None = None  # unset: text on SQLite, else JSON
+    # FastAPI's native OpenTelemetry. Off by default: Prometheus covers the service, and even
+    # with no provider configured it looks at the environment on every request.
+    opentelemetry: bool = False
 
     # Read model (issue #4). Without REDIS_URL an in-process Redis (fakeredis) stands in:
     # the same code, single process only.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 from fastapi.testclient import TestClient
@@ -70,5 +71,7 @@ def test_one_json_line_per_request_with_id_route_status_duration_and_actor(
     assert first["duration_ms"] >= 0
     second = json.loads(JsonFormatter().format(records[1]))
     assert second["request_id"] != "bad id!"  # an unsafe incoming id is replaced
-    assert len(second["request_id"]) == 32
+    assert re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", second["request_id"])
+    made = {client.get("/health").headers["x-request-id"] for _ in range(50)}
+    assert len(made) == 50  # one of its own for every request
     assert second["status"] == 404
