@@ -3,7 +3,9 @@
 Plain asyncio (the router wraps it in sse-starlette). The subscriber is registered with the
 broadcaster in the same synchronous step that reads the replica's position, so every change after
 that position reaches its queue; anything at or below what was already sent is skipped. That is
-what makes a reconnect with Last-Event-ID gap-free and duplicate-free.
+what makes a reconnect with Last-Event-ID gap-free and duplicate-free. A resumed stream ends its
+replay with a `heartbeat`, so a client that missed nothing learns at once that its resume worked
+(it has no other event to go by until the next change).
 """
 
 from __future__ import annotations
@@ -27,9 +29,15 @@ class StreamUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    event: str  # snapshot | upsert | delete
-    id: str
+    event: str  # snapshot | upsert | delete | heartbeat
+    id: str | None  # the cursor; None for a heartbeat (it must not move the client's position)
     data: str
+
+
+def heartbeat_event(cursor: str | None, heartbeat_seconds: float) -> StreamEvent:
+    """The periodic keep-alive, also sent once right after a resume's replay."""
+    data = {"cursor": cursor, "heartbeat_seconds": heartbeat_seconds}
+    return StreamEvent("heartbeat", None, orjson.dumps(data).decode())
 
 
 def snapshot_event(
@@ -123,7 +131,8 @@ class ChangeStream:
                     for m in missed
                     if m.event is not None and sub.wants(m)
                 ]
-                return replayed, epoch, last
+                confirm = heartbeat_event(str(Cursor(epoch, last)), streams.heartbeat_seconds)
+                return [*replayed, confirm], epoch, last
             copy = streams.replica.copy(sub.environment)  # the stream cannot fill the gap
             if copy is None:
                 raise StreamUnavailable(sub.environment)

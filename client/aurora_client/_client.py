@@ -74,6 +74,7 @@ class AuroraClient:
         self._status_listeners: list[Callable[[Status], None]] = []
         self._live = False
         self._live_since_connect = False
+        self._resuming = False  # this connection sent Last-Event-ID
         self._error: str | None = None
         self._last_contact: float | None = None
         self.heartbeat_seconds = DEFAULT_HEARTBEAT_SECONDS
@@ -248,6 +249,7 @@ class AuroraClient:
         self._live_since_connect = False
         retry_hint = BACKOFF_BASE_SECONDS
         headers = {"Last-Event-ID": self._cache.cursor} if self._cache.cursor else {}
+        self._resuming = bool(headers)
         params = {"environment": self.environment}
         if self.service_name:
             params["service_name"] = self.service_name
@@ -292,8 +294,10 @@ class AuroraClient:
         elif sse.event == "heartbeat":
             data = json.loads(sse.data or "{}")
             self.heartbeat_seconds = float(data.get("heartbeat_seconds", self.heartbeat_seconds))
-            if not self._live_since_connect:
+            if not self._live_since_connect and not self._resuming:
                 return  # a heartbeat before our first state says nothing about our copy
+            # On a resumed stream the server sends one right after the replay (even an empty
+            # one): the copy is then confirmed current, with no change needed to prove it.
         else:
             return
         self._live_since_connect = True

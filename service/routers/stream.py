@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-import orjson
 from fastapi import APIRouter, Header, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from cache.stream import StreamUnavailable
+from cache.stream import StreamUnavailable, heartbeat_event
 from service.deps import ReadableEnv, ServiceQuery
 from service.errors import Unavailable
 from service.routers import API_PREFIX
@@ -26,7 +25,8 @@ router = APIRouter(prefix=API_PREFIX, tags=["stream"])
             "description": (
                 "`snapshot` (full state and cursor), then `upsert` / `delete` events whose `id:` "
                 "is the cursor `<epoch>:<revision>`; `heartbeat` events keep the connection "
-                "observable. Reconnect with `Last-Event-ID` to receive exactly what you missed."
+                "observable. Reconnect with `Last-Event-ID` to receive exactly what you missed, "
+                "then a `heartbeat` that confirms the resume."
             ),
         },
         503: {"description": "This instance's change feed is down; try another"},
@@ -64,8 +64,8 @@ async def stream_changes(
     def heartbeat() -> ServerSentEvent:
         position = state.replica.position(env)
         cursor = f"{position[0]}:{position[1]}" if position else None
-        data = {"cursor": cursor, "heartbeat_seconds": settings.sse_heartbeat_seconds}
-        return ServerSentEvent(event="heartbeat", data=orjson.dumps(data).decode())
+        beat = heartbeat_event(cursor, settings.sse_heartbeat_seconds)
+        return ServerSentEvent(event=beat.event, data=beat.data)
 
     return EventSourceResponse(
         events(),

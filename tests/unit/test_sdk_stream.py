@@ -1,0 +1,115 @@
+"""The SDK's stream task against scripted servers (httpx.MockTransport): resume, bad events,
+silence, status events, retry hints, refused tokens and close."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from aurora_client import AuroraClient, Status
+
+SNAPSHOT = {
+    "cursor": "e:1",
+    "environment": "production",
+    "service_name": None,
+    "configs": [],
+    "flags": [
+        {
+            "flag_key": "f",
+            "environment": "production",
+            "is_enabled": True,
+            "rollout_percentage": 100,
+            "version": 1,
+        }
+    ],
+    "heartbeat_seconds": 15,
+}
+
+
+def sse(event: str, data: Any, id: str | None = None, retry: int | None = None) -> bytes:
+    lines = [f"event: {event}", f"id: {id}" if id else "", f"retry: {retry}" if retry else ""]
+    return ("\n".join(line for line in lines if line) + f"\ndata: {json.dumps(data)}\n\n").encode()
+
+
+def snapshot(**changes: Any) -> bytes:
+    return sse("snapshot", {**SNAPSHOT, **changes}, id=changes.get("cursor", "e:1"))
+
+
+def stream(*events: bytes, hang: bool = False) -> httpx.Response:
+    """A 200 event stream: these events, then the end (or, with `hang`, silence for good)."""
+
+    async def body() -> AsyncIterator[bytes]:
+        for event in events:
+            yield event
+        if hang:
+            await asyncio.Event().wait()
+
+    return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+
+
+class Server:
+    """Answers the n-th stream request with `answer(n)`; records each request's Last-Event-ID."""
+
+    def __init__(self, answer: Callable[[int], httpx.Response]) -> None:
+        self.answer = answer
+        self.resumed_from: list[str | None] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.resumed_from.append(request.headers.get("last-event-id"))
+        return self.answer(len(self.resumed_from))
+
+    def client(self, **options: Any) -> AuroraClient:
+        return AuroraClient("http://aurora", transport=httpx.MockTransport(self), **options)
+
+
+async def until(check: Callable[[], Any], within: float = 5.0) -> None:
+    async with asyncio.timeout(within):
+        while not check():  # noqa: ASYNC110 - polling what the client records
+            await asyncio.sleep(0.002)
+
+
+@pytest.fixture
+def windows(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The backoff windows the client draws from; the draws themselves are 0 (no waiting)."""
+    drawn: list[float] = []
+
+    def uniform(low: float, high: float) -> float:
+        drawn.append(high)
+        return 0.0
+
+    monkeypatch.setattr("aurora_client._client.random.uniform", uniform)
+    return drawn
+
+
+@pytest.mark.anyio
+async def test_a_quiet_resume_is_live_at_the_heartbeat_after_the_replay(
+    windows: list[float],
+) -> None:
+    def answer(n: int) -> httpx.Response:
+        if n == 1:
+            return stream(snapshot())  # then the connection drops
+        # Resumed with nothing missed: no replayed event, the server's heartbeat only.
+        return stream(sse("heartbeat", {"cursor": "e:1", "heartbeat_seconds": 15}), hang=True)
+
+    server = Server(answer)
+    async with server.client() as client:
+        await until(lambda: len(server.resumed_from) == 2 and client.status is Status.READY)
+        assert server.resumed_from == [None, "e:1"]
+        assert client.snapshots == 1
+
+
+@pytest.mark.anyio
+async def test_a_heartbeat_on_a_fresh_connection_proves_nothing(windows: list[float]) -> None:
+    beat = sse("heartbeat", {"cursor": "e:1", "heartbeat_seconds": 15})
+    server = Server(lambda n: stream(beat) if n == 1 else stream(hang=True))
+    seen: list[Status] = []
+    async with server.client() as client:
+        client.on_status(seen.append)
+        await until(lambda: len(server.resumed_from) == 2)  # the first one was read to its end
+        assert client.status is not Status.READY
+        assert Status.READY not in seen
+        assert not client.wait_until_ready(0)
