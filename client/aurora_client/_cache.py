@@ -77,6 +77,14 @@ class LocalCache:
         if event.kind == "config" and event.service_name not in (None, self.service_name):
             self.cursor = cursor or self.cursor
             return []
+        # Parse the new state before touching anything: a malformed event raises and leaves the
+        # copy and the cursor as they were, so a resume asks for it again.
+        new_flag = None
+        if event.state is not None:
+            if event.kind == "flag":
+                new_flag = flag_state(event.state)
+            else:
+                config_state(event.state)
         name = _field(event.service_name, event.key) if event.kind == "config" else event.key
         version_key = f"{'c' if event.kind == 'config' else 'f'}|{name}"
         self.cursor = cursor or self.cursor
@@ -85,10 +93,9 @@ class LocalCache:
         self._versions[version_key] = event.version
         if event.kind == "flag":
             old_flag = self.flags.get(event.key)
-            if event.state is None:
+            if new_flag is None:
                 self.flags.pop(event.key, None)
                 return [Change("flag", event.key, old_flag, None)]
-            new_flag = flag_state(event.state)
             self.flags[event.key] = new_flag
             return [Change("flag", event.key, old_flag, new_flag)]
         if event.state is None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import tempfile
@@ -31,6 +32,8 @@ DEFAULT_HEARTBEAT_SECONDS = 15.0
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 30.0
 PERSIST_EVERY_SECONDS = 1.0
+# What valid JSON of the wrong shape raises while an event is parsed and applied.
+BAD_EVENT_ERRORS = (ValueError, KeyError, TypeError, AttributeError)
 
 
 class Status(StrEnum):
@@ -75,6 +78,7 @@ class AuroraClient:
         self._live = False
         self._live_since_connect = False
         self._resuming = False  # this connection sent Last-Event-ID
+        self._connection_failed = False
         self._error: str | None = None
         self._last_contact: float | None = None
         self.heartbeat_seconds = DEFAULT_HEARTBEAT_SECONDS
@@ -208,7 +212,8 @@ class AuroraClient:
     def close(self, timeout: float = 5.0) -> None:
         if self._thread is None or self._loop is None or self._stop is None:
             return
-        self._loop.call_soon_threadsafe(self._stop.set)
+        with contextlib.suppress(RuntimeError):  # the loop has already ended
+            self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout)
         self._thread = None
 
@@ -232,7 +237,8 @@ class AuroraClient:
                 retry_hint = await self._stream_once(http, stop)
                 if stop.is_set():
                     break
-                failures = 0 if self._live_since_connect else failures + 1
+                healthy = self._live_since_connect and not self._connection_failed
+                failures = 0 if healthy else failures + 1
                 self._set_live(False)
                 # Full jitter: after a server restart, 1,000 clients spread over the window
                 # instead of reconnecting in lockstep.
@@ -247,6 +253,7 @@ class AuroraClient:
     async def _stream_once(self, http: httpx.AsyncClient, stop: asyncio.Event) -> float:
         """One connection, until it ends. Returns the server's retry hint in seconds."""
         self._live_since_connect = False
+        self._connection_failed = False  # a bad event or an unexpected error ended it
         retry_hint = BACKOFF_BASE_SECONDS
         headers = {"Last-Event-ID": self._cache.cursor} if self._cache.cursor else {}
         self._resuming = bool(headers)
@@ -275,25 +282,45 @@ class AuroraClient:
                 async for sse in _until(source.aiter_sse(), stopper):
                     if sse.retry is not None:
                         retry_hint = sse.retry / 1000
-                    self._handle(sse)
+                    try:
+                        self._handle(sse)
+                    except BAD_EVENT_ERRORS as exc:
+                        self._bad_event(sse, exc)
+                        break
                 stopper.cancel()
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
+        except httpx.HTTPError as exc:
             self._error = f"{type(exc).__name__}: {exc}"
             log.info("aurora stream interrupted: %s", self._error)
+        except Exception as exc:
+            # Whatever else goes wrong costs this connection, never the client's loop.
+            self._connection_failed = True
+            self._error = f"{type(exc).__name__}: {exc}"
+            log.exception("aurora stream failed unexpectedly; reconnecting")
         return retry_hint
 
+    def _bad_event(self, sse: ServerSentEvent, exc: Exception) -> None:
+        """An event we cannot use ends the connection; the cursor still points before it, so the
+        next one resumes there (with backoff, in case the server keeps sending it)."""
+        self._connection_failed = True
+        self._error = f"bad {sse.event or 'message'} event (id {sse.id or '-'}): {exc!r}"
+        log.warning(
+            "aurora client: %s; reconnecting from cursor %s", self._error, self._cache.cursor
+        )
+
     def _handle(self, sse: ServerSentEvent) -> None:
+        """Apply one event. Raises one of BAD_EVENT_ERRORS (and changes nothing) for data of the
+        wrong shape."""
         self._last_contact = time.monotonic()
         if sse.event == "snapshot":
-            data = json.loads(sse.data)
-            self.heartbeat_seconds = float(data.get("heartbeat_seconds", self.heartbeat_seconds))
-            self.snapshots += 1
+            data = _json_object(sse.data)
+            self._learn_heartbeat(data)
             self._notify(self._cache.load(data))
+            self.snapshots += 1
         elif sse.event in {"upsert", "delete"}:
-            self._notify(self._cache.apply(ChangeEvent.from_dict(json.loads(sse.data)), sse.id))
+            event = ChangeEvent.from_dict(_json_object(sse.data))
+            self._notify(self._cache.apply(event, sse.id))
         elif sse.event == "heartbeat":
-            data = json.loads(sse.data or "{}")
-            self.heartbeat_seconds = float(data.get("heartbeat_seconds", self.heartbeat_seconds))
+            self._learn_heartbeat(_json_object(sse.data or "{}"))
             if not self._live_since_connect and not self._resuming:
                 return  # a heartbeat before our first state says nothing about our copy
             # On a resumed stream the server sends one right after the replay (even an empty
@@ -304,6 +331,16 @@ class AuroraClient:
         self._error = None
         self._set_live(True)
         self._ready.set()
+
+    def _learn_heartbeat(self, data: Mapping[str, Any]) -> None:
+        seconds = data.get("heartbeat_seconds")
+        if seconds is None:
+            return
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise TypeError(f"heartbeat_seconds is {seconds!r}")
+        if not 0 < seconds < math.inf:
+            raise ValueError(f"heartbeat_seconds is {seconds!r}")
+        self.heartbeat_seconds = float(seconds)
 
     def _set_live(self, live: bool) -> None:
         before = self.status
@@ -359,6 +396,13 @@ class AuroraClient:
             return
         self._dirty = False
         await asyncio.to_thread(_write_atomically, self._cache_file, self._cache.snapshot())
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+    return data
 
 
 def _write_atomically(path: Path, data: dict[str, Any]) -> None:

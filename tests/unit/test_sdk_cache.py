@@ -66,6 +66,20 @@ def test_changes_apply_by_version_and_report_what_the_service_sees() -> None:
     assert "f" not in cache.flags
 
 
+def test_a_malformed_change_changes_nothing() -> None:
+    cache = LocalCache("production", "svc")
+    cache.load(SNAPSHOT)
+    broken = {**flag("f", 0, version=2), "rollout_percentage": None}
+    with pytest.raises(TypeError):
+        cache.apply(ChangeEvent("flag", "upsert", "f", "production", None, 2, broken), "e:6")
+    with pytest.raises(TypeError):
+        cache.apply(ChangeEvent("config", "upsert", "a", "production", None, 2, []), "e:6")  # type: ignore[arg-type]
+    assert cache.cursor == "e:5"  # a resume asks for it again
+    fixed = ChangeEvent("flag", "upsert", "f", "production", None, 2, flag("f", 0, version=2))
+    assert [c.key for c in cache.apply(fixed, "e:6")] == ["f"]  # not skipped as already seen
+    assert cache.cursor == "e:6"
+
+
 def test_a_new_snapshot_reports_only_differences() -> None:
     cache = LocalCache("production", None)
     cache.load(SNAPSHOT)

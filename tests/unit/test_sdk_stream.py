@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -113,3 +115,47 @@ async def test_a_heartbeat_on_a_fresh_connection_proves_nothing(windows: list[fl
         assert client.status is not Status.READY
         assert Status.READY not in seen
         assert not client.wait_until_ready(0)
+
+
+BAD_FLAG = {**SNAPSHOT["flags"][0], "rollout_percentage": None, "version": 2}  # type: ignore[dict-item]
+BAD_EVENTS = {
+    "heartbeat data null": sse("heartbeat", None),
+    "flag percentage null": sse(
+        "upsert",
+        {"kind": "flag", "op": "upsert", "key": "f", "environment": "production", "version": 2}
+        | {"state": BAD_FLAG},
+        id="e:2",
+    ),
+    "data a JSON list": sse("upsert", [], id="e:2"),
+    "snapshot data a JSON list": sse("snapshot", [], id="e:2"),
+    "not JSON": b"event: upsert\nid: e:2\ndata: {oops\n\n",
+}
+
+
+@pytest.mark.parametrize("bad", BAD_EVENTS.values(), ids=BAD_EVENTS.keys())
+def test_a_bad_event_costs_its_connection_not_the_client(
+    bad: bytes, windows: list[float], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = Server(lambda n: stream(snapshot(), bad) if n <= 3 else stream(hang=True))
+    client = server.client()
+    client.start()
+    thread = client._thread
+    assert thread is not None
+    try:
+        deadline = time.monotonic() + 5
+        while len(server.resumed_from) < 4:
+            assert time.monotonic() < deadline, f"only {len(server.resumed_from)} connections"
+            time.sleep(0.002)
+        assert server.resumed_from == [None, "e:1", "e:1", "e:1"]  # resumed before the bad one
+        assert windows == [1.0, 2.0, 4.0]  # each counted as a failure: the backoff grows
+        assert client.cursor == "e:1"
+        assert client.status is Status.STALE
+        assert "bad" in (client.last_error or "")
+        bad_logs = [
+            r for r in caplog.records if r.levelno >= logging.WARNING and "bad" in r.getMessage()
+        ]
+        assert len(bad_logs) == 3  # once per bad event
+        assert thread.is_alive()
+    finally:
+        client.close()  # must not raise
+    assert not thread.is_alive()
