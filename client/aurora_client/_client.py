@@ -29,6 +29,7 @@ from aurora_client.state import FlagState, JsonValue
 log = logging.getLogger("aurora_client")
 
 DEFAULT_HEARTBEAT_SECONDS = 15.0
+CONNECT_TIMEOUT_SECONDS = 5.0
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 30.0
 PERSIST_EVERY_SECONDS = 1.0
@@ -79,6 +80,9 @@ class AuroraClient:
         self._live_since_connect = False
         self._resuming = False  # this connection sent Last-Event-ID
         self._connection_failed = False
+        self._retry_hint = BACKOFF_BASE_SECONDS
+        self._connected_at = 0.0
+        self._heartbeat_changed = asyncio.Event()
         self._error: str | None = None
         self._last_contact: float | None = None
         self.heartbeat_seconds = DEFAULT_HEARTBEAT_SECONDS
@@ -230,7 +234,12 @@ class AuroraClient:
     async def _run(self) -> None:
         assert self._stop is not None
         stop = self._stop
-        async with httpx.AsyncClient(transport=self._transport, headers=self._headers) as http:
+        self._heartbeat_changed = asyncio.Event()  # of this loop
+        # No read timeout: silence is judged by _watch, at the heartbeat the server announced.
+        timeout = httpx.Timeout(CONNECT_TIMEOUT_SECONDS, read=None)
+        async with httpx.AsyncClient(
+            transport=self._transport, headers=self._headers, timeout=timeout
+        ) as http:
             persister = asyncio.create_task(self._persist_periodically(stop))
             failures = 0
             while not stop.is_set():
@@ -251,25 +260,56 @@ class AuroraClient:
         await self._persist()
 
     async def _stream_once(self, http: httpx.AsyncClient, stop: asyncio.Event) -> float:
-        """One connection, until it ends. Returns the server's retry hint in seconds."""
+        """One connection, until it ends, goes silent or the client closes. Returns the server's
+        retry hint in seconds."""
         self._live_since_connect = False
         self._connection_failed = False  # a bad event or an unexpected error ended it
-        retry_hint = BACKOFF_BASE_SECONDS
+        self._retry_hint = BACKOFF_BASE_SECONDS
+        self._connected_at = time.monotonic()
+        connection = asyncio.create_task(self._connect(http), name="aurora-stream")
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await self._watch(connection, stopper)
+        finally:
+            # Cancelling interrupts whatever the connection awaits: connect, head or body.
+            connection.cancel()
+            stopper.cancel()
+            await asyncio.wait({connection, stopper})
+        return self._retry_hint
+
+    async def _watch(self, connection: asyncio.Task[None], stopper: asyncio.Task[bool]) -> None:
+        """Wait until the connection ends or the client closes; give up on it once the server has
+        been silent (no event, no heartbeat, not even a response head) for two heartbeats. The
+        interval is re-read on every wake-up, so one a snapshot announces applies at once; a
+        read timeout would stay fixed at what was known when connecting."""
+        while True:
+            since = max(self._connected_at, self._last_contact or 0.0)
+            limit = 2 * self.heartbeat_seconds
+            silent_for = time.monotonic() - since
+            if silent_for >= limit:
+                self._error = f"the server was silent for {silent_for:.1f} s"
+                log.warning("aurora stream: %s; reconnecting", self._error)
+                return
+            self._heartbeat_changed.clear()
+            changed = asyncio.create_task(self._heartbeat_changed.wait())
+            done, _ = await asyncio.wait(
+                {connection, stopper, changed},
+                timeout=limit - silent_for,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            changed.cancel()
+            if connection in done or stopper in done:
+                return
+
+    async def _connect(self, http: httpx.AsyncClient) -> None:
         headers = {"Last-Event-ID": self._cache.cursor} if self._cache.cursor else {}
         self._resuming = bool(headers)
         params = {"environment": self.environment}
         if self.service_name:
             params["service_name"] = self.service_name
-        # Silent for two heartbeats = stale: the read timeout ends the connection then.
-        timeout = httpx.Timeout(5.0, read=2 * self.heartbeat_seconds)
         try:
             async with aconnect_sse(
-                http,
-                "GET",
-                f"{self.base_url}/api/v1/stream",
-                params=params,
-                headers=headers,
-                timeout=timeout,
+                http, "GET", f"{self.base_url}/api/v1/stream", params=params, headers=headers
             ) as source:
                 if source.response.status_code != 200:
                     await source.response.aread()
@@ -277,17 +317,15 @@ class AuroraClient:
                         f"HTTP {source.response.status_code}: {source.response.text[:200]}"
                     )
                     log.warning("aurora stream refused: %s", self._error)
-                    return retry_hint
-                stopper = asyncio.create_task(stop.wait())
-                async for sse in _until(source.aiter_sse(), stopper):
+                    return
+                async for sse in source.aiter_sse():
                     if sse.retry is not None:
-                        retry_hint = sse.retry / 1000
+                        self._retry_hint = sse.retry / 1000
                     try:
                         self._handle(sse)
                     except BAD_EVENT_ERRORS as exc:
                         self._bad_event(sse, exc)
-                        break
-                stopper.cancel()
+                        return
         except httpx.HTTPError as exc:
             self._error = f"{type(exc).__name__}: {exc}"
             log.info("aurora stream interrupted: %s", self._error)
@@ -296,7 +334,6 @@ class AuroraClient:
             self._connection_failed = True
             self._error = f"{type(exc).__name__}: {exc}"
             log.exception("aurora stream failed unexpectedly; reconnecting")
-        return retry_hint
 
     def _bad_event(self, sse: ServerSentEvent, exc: Exception) -> None:
         """An event we cannot use ends the connection; the cursor still points before it, so the
@@ -340,7 +377,9 @@ class AuroraClient:
             raise TypeError(f"heartbeat_seconds is {seconds!r}")
         if not 0 < seconds < math.inf:
             raise ValueError(f"heartbeat_seconds is {seconds!r}")
-        self.heartbeat_seconds = float(seconds)
+        if seconds != self.heartbeat_seconds:
+            self.heartbeat_seconds = float(seconds)
+            self._heartbeat_changed.set()  # the watchdog re-arms with it
 
     def _set_live(self, live: bool) -> None:
         before = self.status
@@ -415,18 +454,3 @@ def _write_atomically(path: Path, data: dict[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-async def _until(events: Any, stopper: asyncio.Task[Any]) -> Any:
-    """Iterate the stream until it ends or `stopper` completes (the client is closing)."""
-    iterator = events.__aiter__()
-    while True:
-        step = asyncio.ensure_future(iterator.__anext__())
-        done, _ = await asyncio.wait({step, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if step not in done:
-            step.cancel()
-            return
-        try:
-            yield step.result()
-        except StopAsyncIteration:
-            return

@@ -150,6 +150,10 @@ def test_a_silent_connection_is_stale_and_reconnected(instance: Instance) -> Non
                 eventually(lambda: client.status is Status.STALE, within=5, what="STALE")
                 assert client.last_contact_age is not None
                 assert client.last_contact_age > 1.0
+                # The silent connection is ended (at two of the server's heartbeats, not of the
+                # 15 s default) and another one tried.
+                eventually(lambda: client.reconnects >= 1, within=5, what="a reconnect")
+                assert "silent" in (client.last_error or "")
             finally:
                 server.process.send_signal(signal.SIGCONT)
             eventually(lambda: client.status is Status.READY, within=10, what="READY again")

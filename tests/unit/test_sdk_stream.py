@@ -59,9 +59,11 @@ class Server:
     def __init__(self, answer: Callable[[int], httpx.Response]) -> None:
         self.answer = answer
         self.resumed_from: list[str | None] = []
+        self.timeouts: list[dict[str, float | None]] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.resumed_from.append(request.headers.get("last-event-id"))
+        self.timeouts.append(request.extensions["timeout"])
         return self.answer(len(self.resumed_from))
 
     def client(self, **options: Any) -> AuroraClient:
@@ -159,3 +161,23 @@ def test_a_bad_event_costs_its_connection_not_the_client(
     finally:
         client.close()  # must not raise
     assert not thread.is_alive()
+
+
+@pytest.mark.anyio
+async def test_silence_is_judged_by_the_heartbeat_the_server_announced(
+    windows: list[float],
+) -> None:
+    def answer(n: int) -> httpx.Response:
+        if n == 1:  # announces 50 ms heartbeats, then says nothing more
+            return stream(snapshot(heartbeat_seconds=0.05), hang=True)
+        return stream(hang=True)  # a connection that never sends a thing
+
+    server = Server(answer)
+    async with server.client() as client:
+        await until(lambda: len(server.resumed_from) >= 3)
+        assert client.heartbeat_seconds == 0.05
+        assert server.resumed_from[1:3] == ["e:1", "e:1"]  # ended, and a head never came either
+        assert client.status is Status.STALE
+        assert "silent" in (client.last_error or "")
+    # Not a read timeout fixed when connecting (at the heartbeat known then): a watchdog.
+    assert all(timeout["read"] is None for timeout in server.timeouts)
