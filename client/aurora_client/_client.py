@@ -95,6 +95,7 @@ class AuroraClient:
         self._task: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
         self._load_initial(bootstrap)
+        self._emitted_status = self.status
 
     # -- reads: memory only ----------------------------------------------------------------
 
@@ -152,6 +153,8 @@ class AuroraClient:
         return callback
 
     def on_status(self, callback: Callable[[Status], None]) -> None:
+        """Call `callback(status)` on every transition of `status` (from the client's own thread
+        or task)."""
         self._status_listeners.append(callback)
 
     def wait_until_ready(self, timeout: float | None = None) -> bool:
@@ -317,6 +320,7 @@ class AuroraClient:
                         f"HTTP {source.response.status_code}: {source.response.text[:200]}"
                     )
                     log.warning("aurora stream refused: %s", self._error)
+                    self._publish_status()
                     return
                 async for sse in source.aiter_sse():
                     if sse.retry is not None:
@@ -382,16 +386,23 @@ class AuroraClient:
             self._heartbeat_changed.set()  # the watchdog re-arms with it
 
     def _set_live(self, live: bool) -> None:
-        before = self.status
         self._live = live
-        after = self.status
-        if after != before:
-            log.info("aurora client %s -> %s", before, after)
-            for listener in self._status_listeners:
-                try:
-                    listener(after)
-                except Exception:
-                    log.exception("aurora status listener failed")
+        self._publish_status()
+
+    def _publish_status(self) -> None:
+        """Tell listeners if the status differs from the last one told. Compared with what was
+        emitted, not with `status` just before a change: `status` also moves by itself (silence
+        ages it to STALE, an error makes an empty client ERROR), and those are transitions too."""
+        status = self.status
+        if status is self._emitted_status:
+            return
+        log.info("aurora client %s -> %s", self._emitted_status, status)
+        self._emitted_status = status
+        for listener in self._status_listeners:
+            try:
+                listener(status)
+            except Exception:
+                log.exception("aurora status listener failed")
 
     def _notify(self, changes: list[Change]) -> None:
         if changes:

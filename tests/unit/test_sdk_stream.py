@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -13,6 +14,9 @@ from typing import Any
 import httpx
 import pytest
 from aurora_client import AuroraClient, Status
+from aurora_client.openfeature import AuroraProvider
+from openfeature import api
+from openfeature.event import ProviderEvent
 
 SNAPSHOT = {
     "cursor": "e:1",
@@ -181,3 +185,61 @@ async def test_silence_is_judged_by_the_heartbeat_the_server_announced(
         assert "silent" in (client.last_error or "")
     # Not a read timeout fixed when connecting (at the heartbeat known then): a watchdog.
     assert all(timeout["read"] is None for timeout in server.timeouts)
+
+
+@pytest.mark.anyio
+async def test_status_listeners_see_every_transition(windows: list[float]) -> None:
+    def answer(n: int) -> httpx.Response:
+        if n == 1:
+            return httpx.Response(503, json={"title": "Service unavailable"})
+        if n == 2:  # live, then silent past two (50 ms) heartbeats
+            return stream(snapshot(heartbeat_seconds=0.05), hang=True)
+        return stream(hang=True)
+
+    server = Server(answer)
+    seen: list[Status] = []
+    client = server.client()
+    client.on_status(seen.append)
+    async with client:
+        await until(lambda: len(server.resumed_from) >= 3)
+    assert seen == [Status.ERROR, Status.READY, Status.STALE]
+
+
+def test_the_openfeature_provider_emits_stale_on_silence(windows: list[float]) -> None:
+    release = threading.Event()
+
+    def answer(n: int) -> httpx.Response:
+        async def body() -> AsyncIterator[bytes]:
+            yield snapshot(heartbeat_seconds=0.05)
+            while not release.is_set():  # the mock server beats until the test releases it
+                yield sse("heartbeat", {"cursor": "e:1", "heartbeat_seconds": 0.05})
+                await asyncio.sleep(0.01)
+            await asyncio.Event().wait()
+
+        if n > 1:
+            return stream(hang=True)
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+
+    server = Server(answer)
+    events: list[ProviderEvent] = []
+    handlers = {
+        kind: (lambda details, kind=kind: events.append(kind))
+        for kind in (ProviderEvent.PROVIDER_READY, ProviderEvent.PROVIDER_STALE)
+    }
+    with server.client() as client:
+        assert client.wait_until_ready(5)
+        for kind, handler in handlers.items():
+            api.add_handler(kind, handler)
+        try:
+            api.set_provider_and_wait(AuroraProvider(client))
+            events.clear()  # READY: the default provider's, then ours
+            release.set()
+            deadline = time.monotonic() + 5
+            while ProviderEvent.PROVIDER_STALE not in events:
+                assert time.monotonic() < deadline, f"events: {events}"
+                time.sleep(0.002)
+            assert events == [ProviderEvent.PROVIDER_STALE]
+        finally:
+            for kind, handler in handlers.items():
+                api.remove_handler(kind, handler)
+            api.clear_providers()
