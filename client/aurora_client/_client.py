@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import json
 import logging
 import math
@@ -13,6 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
@@ -32,6 +34,8 @@ DEFAULT_HEARTBEAT_SECONDS = 15.0
 CONNECT_TIMEOUT_SECONDS = 5.0
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 30.0
+# A server's retry hint is obeyed up to this: a bogus one must not park the client for a day.
+RETRY_HINT_CAP_SECONDS = 300.0
 PERSIST_EVERY_SECONDS = 1.0
 # What valid JSON of the wrong shape raises while an event is parsed and applied.
 BAD_EVENT_ERRORS = (ValueError, KeyError, TypeError, AttributeError)
@@ -80,7 +84,7 @@ class AuroraClient:
         self._live_since_connect = False
         self._resuming = False  # this connection sent Last-Event-ID
         self._connection_failed = False
-        self._retry_hint = BACKOFF_BASE_SECONDS
+        self._retry_hint: float | None = None  # seconds; the server's last word, kept
         self._connected_at = 0.0
         self._heartbeat_changed = asyncio.Event()
         self._error: str | None = None
@@ -246,7 +250,7 @@ class AuroraClient:
             persister = asyncio.create_task(self._persist_periodically(stop))
             failures = 0
             while not stop.is_set():
-                retry_hint = await self._stream_once(http, stop)
+                await self._stream_once(http, stop)
                 if stop.is_set():
                     break
                 healthy = self._live_since_connect and not self._connection_failed
@@ -254,20 +258,28 @@ class AuroraClient:
                 self._set_live(False)
                 # Full jitter: after a server restart, 1,000 clients spread over the window
                 # instead of reconnecting in lockstep.
-                window = min(self._backoff_cap, max(retry_hint, BACKOFF_BASE_SECONDS) * 2**failures)
-                delay = random.uniform(0, window)  # noqa: S311 - jitter, not security
+                delay = random.uniform(0, self._backoff_window(failures))  # noqa: S311 - jitter
                 self.reconnects += 1
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
             persister.cancel()
         await self._persist()
 
-    async def _stream_once(self, http: httpx.AsyncClient, stop: asyncio.Event) -> float:
-        """One connection, until it ends, goes silent or the client closes. Returns the server's
-        retry hint in seconds."""
+    def _backoff_window(self, failures: int) -> float:
+        """The window to draw the next delay from: base · 2^failures, capped, where the base is
+        the server's last hint (`retry:` or `Retry-After`), kept across attempts. The hint is
+        also the window's floor, even above the cap: the server knows best when to come back."""
+        hint = self._retry_hint or 0.0
+        window = min(self._backoff_cap, max(hint, BACKOFF_BASE_SECONDS) * 2.0**failures)
+        return max(window, hint)
+
+    def _learn_retry_hint(self, seconds: float) -> None:
+        self._retry_hint = min(max(seconds, 0.0), RETRY_HINT_CAP_SECONDS)
+
+    async def _stream_once(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
+        """One connection, until it ends, goes silent or the client closes."""
         self._live_since_connect = False
         self._connection_failed = False  # a bad event or an unexpected error ended it
-        self._retry_hint = BACKOFF_BASE_SECONDS
         self._connected_at = time.monotonic()
         connection = asyncio.create_task(self._connect(http), name="aurora-stream")
         stopper = asyncio.create_task(stop.wait())
@@ -278,7 +290,6 @@ class AuroraClient:
             connection.cancel()
             stopper.cancel()
             await asyncio.wait({connection, stopper})
-        return self._retry_hint
 
     async def _watch(self, connection: asyncio.Task[None], stopper: asyncio.Task[bool]) -> None:
         """Wait until the connection ends or the client closes; give up on it once the server has
@@ -316,6 +327,10 @@ class AuroraClient:
             ) as source:
                 if source.response.status_code != 200:
                     await source.response.aread()
+                    if source.response.status_code in {429, 503}:
+                        after = _retry_after(source.response.headers.get("Retry-After"))
+                        if after is not None:
+                            self._learn_retry_hint(after)
                     self._error = (
                         f"HTTP {source.response.status_code}: {source.response.text[:200]}"
                     )
@@ -324,7 +339,7 @@ class AuroraClient:
                     return
                 async for sse in source.aiter_sse():
                     if sse.retry is not None:
-                        self._retry_hint = sse.retry / 1000
+                        self._learn_retry_hint(sse.retry / 1000)
                     try:
                         self._handle(sse)
                     except BAD_EVENT_ERRORS as exc:
@@ -446,6 +461,21 @@ class AuroraClient:
             return
         self._dirty = False
         await asyncio.to_thread(_write_atomically, self._cache_file, self._cache.snapshot())
+
+
+def _retry_after(value: str | None) -> float | None:
+    """`Retry-After` in seconds: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    if value.strip().isdecimal():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - datetime.now(UTC)).total_seconds()
 
 
 def _json_object(text: str) -> dict[str, Any]:

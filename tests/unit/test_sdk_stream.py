@@ -243,3 +243,34 @@ def test_the_openfeature_provider_emits_stale_on_silence(windows: list[float]) -
             for kind, handler in handlers.items():
                 api.remove_handler(kind, handler)
             api.clear_providers()
+
+
+@pytest.mark.anyio
+async def test_the_retry_hint_is_kept_across_attempts_as_the_floor_of_the_window(
+    windows: list[float],
+) -> None:
+    def answer(n: int) -> httpx.Response:
+        if n == 1:  # live with `retry: 10000`, then the server goes away
+            return stream(sse("snapshot", SNAPSHOT, id="e:1", retry=10_000))
+        return httpx.Response(503, json={"title": "Service unavailable"})
+
+    async with Server(answer).client(backoff_cap=30.0):
+        await until(lambda: len(windows) >= 4)
+    # After a live connection the window is the hint; then it doubles from there, capped.
+    assert windows[:4] == [10.0, 20.0, 30.0, 30.0]
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "expected"),
+    [("7", [14.0, 28.0, 30.0]), ("60", [60.0, 60.0, 60.0])],  # a hint above the cap wins
+)
+@pytest.mark.anyio
+async def test_retry_after_on_503_is_honoured(
+    windows: list[float], retry_after: str, expected: list[float]
+) -> None:
+    def answer(n: int) -> httpx.Response:
+        return httpx.Response(503, headers={"Retry-After": retry_after}, json={})
+
+    async with Server(answer).client(backoff_cap=30.0):
+        await until(lambda: len(windows) >= 3)
+    assert windows[:3] == expected
