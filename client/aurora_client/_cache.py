@@ -41,6 +41,27 @@ def _field(service_name: str | None, key: str) -> str:
     return f"{service_name or ''}|{key}"
 
 
+def why_unusable(data: Any, environment: str, service_name: str | None) -> str | None:
+    """Why a saved or bootstrap state cannot seed this client's copy, or None if it can: it must
+    be a snapshot-shaped JSON object, and of this environment and service where it says so."""
+    if not isinstance(data, Mapping):
+        return f"not a JSON object but {type(data).__name__}"
+    if not isinstance(data.get("cursor"), str | None):
+        return "its cursor is not a string"
+    if data.get("environment", environment) != environment:
+        return f"it is for environment {data['environment']!r}"
+    if data.get("service_name", service_name) != service_name:
+        return f"it is for service {data['service_name']!r}"
+    for field in ("configs", "flags"):
+        items = data.get(field, [])
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            return f"{field} is not a list of objects"
+        foreign = {item.get("environment", environment) for item in items} - {environment}
+        if foreign:
+            return f"{field} of environment {sorted(map(str, foreign))}"
+    return None
+
+
 class LocalCache:
     def __init__(self, environment: str, service_name: str | None) -> None:
         self.environment = environment

@@ -23,7 +23,7 @@ from typing import Any, Self
 import httpx
 from httpx_sse import ServerSentEvent, aconnect_sse
 
-from aurora_client._cache import _MISSING, Change, LocalCache
+from aurora_client._cache import _MISSING, Change, LocalCache, why_unusable
 from aurora_client.evaluation import Evaluation, evaluate
 from aurora_client.events import ChangeEvent
 from aurora_client.state import FlagState, JsonValue
@@ -437,19 +437,19 @@ class AuroraClient:
         for source in (self._cache_file, bootstrap):
             if source is None:
                 continue
+            name = "the bootstrap dict" if isinstance(source, Mapping) else str(source)
             try:
-                if isinstance(source, Mapping):
-                    data: Mapping[str, Any] = source
-                else:
-                    data = json.loads(Path(source).read_text())
-                self._cache.load(data)
-                log.info(
-                    "aurora client starts from %s",
-                    "a dict" if isinstance(source, Mapping) else source,
+                data = (
+                    source if isinstance(source, Mapping) else json.loads(Path(source).read_text())
                 )
-                return
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.warning("aurora client could not load %s: %s", source, exc)
+                problem = why_unusable(data, self.environment, self.service_name)
+                if problem is None:
+                    self._cache.load(data)
+                    log.info("aurora client starts from %s", name)
+                    return
+                log.warning("aurora client ignores %s: %s", name, problem)
+            except (OSError, *BAD_EVENT_ERRORS) as exc:
+                log.warning("aurora client could not load %s: %s", name, exc)
 
     async def _persist_periodically(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -491,6 +491,8 @@ def _write_atomically(path: Path, data: dict[str, Any]) -> None:
     try:
         with os.fdopen(fd, "w") as out:
             json.dump(data, out)
+            out.flush()
+            os.fsync(out.fileno())  # on disk before it replaces the last good state
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
