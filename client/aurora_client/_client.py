@@ -221,20 +221,32 @@ class AuroraClient:
         started.wait(5)
 
     def close(self, timeout: float = 5.0) -> None:
-        if self._thread is None or self._loop is None or self._stop is None:
+        """Stop the background thread: a connect or read in progress is cancelled, then the state
+        file is saved one last time. Waits up to `timeout` seconds; if the thread is still busy
+        then (a listener or the disk hangs), logs a warning and returns (it is a daemon thread)."""
+        thread, self._thread = self._thread, None
+        if thread is None:
             return
-        with contextlib.suppress(RuntimeError):  # the loop has already ended
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout)
-        self._thread = None
+        if self._loop is not None and self._stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
+                self._loop.call_soon_threadsafe(self._stop.set)
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("aurora client thread did not stop within %.1f s of close()", timeout)
 
-    async def aclose(self) -> None:
+    async def aclose(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - as close()
+        """`close` for async use: stops the task and waits for it (up to `timeout` seconds, then
+        cancels it, waits again as long, and logs a warning)."""
         if self._stop is not None:
             self._stop.set()
-        if self._task is not None:
-            await asyncio.wait([self._task], timeout=5)
-            self._task.cancel()
-            self._task = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            log.warning("aurora client task did not stop within %.1f s of aclose()", timeout)
+            task.cancel()
+            await asyncio.wait({task}, timeout=timeout)
 
     # -- the stream ------------------------------------------------------------------------
 

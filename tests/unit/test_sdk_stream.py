@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -274,3 +275,104 @@ async def test_retry_after_on_503_is_honoured(
     async with Server(answer).client(backoff_cap=30.0):
         await until(lambda: len(windows) >= 3)
     assert windows[:3] == expected
+
+
+class NoHead:
+    """A server that accepts the request and never answers it; knows when it was given up."""
+
+    def __init__(self) -> None:
+        self.waiting = threading.Event()
+        self.abandoned = threading.Event()
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.waiting.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.abandoned.set()
+        raise AssertionError("unreachable")
+
+
+def test_close_interrupts_a_response_head_that_never_comes(tmp_path: Path) -> None:
+    server = NoHead()
+    state_file = tmp_path / "state.json"
+    client = AuroraClient(
+        "http://aurora",
+        bootstrap=SNAPSHOT,
+        cache_file=state_file,
+        transport=httpx.MockTransport(server),
+    )
+    client._dirty = True  # something to save at the end
+    client.start()
+    thread = client._thread
+    assert thread is not None
+    assert server.waiting.wait(5)
+    client.close()
+    assert not thread.is_alive()
+    assert server.abandoned.is_set()
+    assert json.loads(state_file.read_text())["cursor"] == "e:1"  # the final save ran
+
+
+@pytest.mark.anyio
+async def test_aclose_cancels_the_connection_and_waits_for_it() -> None:
+    server = NoHead()
+    client = AuroraClient("http://aurora", transport=httpx.MockTransport(server))
+    async with client:
+        await until(server.waiting.is_set)
+    assert server.abandoned.is_set()  # awaited, not just cancelled
+
+
+def test_close_says_so_when_the_thread_does_not_stop_in_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    stuck, release = threading.Event(), threading.Event()
+
+    def slow_write(path: Path, data: dict[str, Any]) -> None:  # a disk that hangs
+        stuck.set()
+        release.wait(10)
+
+    monkeypatch.setattr("aurora_client._client._write_atomically", slow_write)
+    client = AuroraClient(
+        "http://aurora",
+        bootstrap=SNAPSHOT,
+        cache_file=tmp_path / "state.json",
+        transport=httpx.MockTransport(NoHead()),
+    )
+    client._dirty = True
+    client.start()
+    thread = client._thread
+    assert thread is not None
+    try:
+        client.close(timeout=0.05)
+        assert thread.is_alive()
+        assert any("did not stop" in r.getMessage() for r in caplog.records)
+    finally:
+        release.set()
+        thread.join(5)
+    assert not thread.is_alive()
+
+
+@pytest.mark.anyio
+async def test_aclose_cancels_a_task_that_does_not_stop_in_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    release = threading.Event()
+    monkeypatch.setattr(
+        "aurora_client._client._write_atomically", lambda path, data: release.wait(10)
+    )
+    client = AuroraClient(
+        "http://aurora",
+        bootstrap=SNAPSHOT,
+        cache_file=tmp_path / "state.json",
+        transport=httpx.MockTransport(NoHead()),
+    )
+    client._dirty = True
+    try:
+        await client.__aenter__()
+        task = client._task
+        await client.aclose(timeout=0.05)
+        assert task is not None
+        assert task.done()
+    finally:
+        release.set()
+    assert any("did not stop" in r.getMessage() for r in caplog.records)
