@@ -45,7 +45,7 @@ class Status(StrEnum):
     NOT_READY = "NOT_READY"  # nothing loaded yet
     READY = "READY"  # live: connected, and heard from the server within two heartbeats
     STALE = "STALE"  # serving what it has (last state, bootstrap), but not confirmed live
-    ERROR = "ERROR"  # nothing to serve and the server cannot be reached (or refused us)
+    ERROR = "ERROR"  # the server refuses our token, or nothing to serve and it cannot be reached
 
 
 class AuroraClient:
@@ -84,6 +84,7 @@ class AuroraClient:
         self._live_since_connect = False
         self._resuming = False  # this connection sent Last-Event-ID
         self._connection_failed = False
+        self._token_refused = False  # the last answer was 401/403 (retried: it may be fixed)
         self._retry_hint: float | None = None  # seconds; the server's last word, kept
         self._connected_at = 0.0
         self._heartbeat_changed = asyncio.Event()
@@ -129,6 +130,8 @@ class AuroraClient:
 
     @property
     def status(self) -> Status:
+        if self._token_refused:
+            return Status.ERROR  # distinct from a mere outage, even with a copy to serve
         if not self._cache.loaded:
             return Status.ERROR if self._error else Status.NOT_READY
         age = self.last_contact_age
@@ -338,17 +341,10 @@ class AuroraClient:
                 http, "GET", f"{self.base_url}/api/v1/stream", params=params, headers=headers
             ) as source:
                 if source.response.status_code != 200:
-                    await source.response.aread()
-                    if source.response.status_code in {429, 503}:
-                        after = _retry_after(source.response.headers.get("Retry-After"))
-                        if after is not None:
-                            self._learn_retry_hint(after)
-                    self._error = (
-                        f"HTTP {source.response.status_code}: {source.response.text[:200]}"
-                    )
-                    log.warning("aurora stream refused: %s", self._error)
-                    self._publish_status()
+                    await self._refused(source.response)
                     return
+                self._token_refused = False
+                self._publish_status()
                 async for sse in source.aiter_sse():
                     if sse.retry is not None:
                         self._learn_retry_hint(sse.retry / 1000)
@@ -365,6 +361,19 @@ class AuroraClient:
             self._connection_failed = True
             self._error = f"{type(exc).__name__}: {exc}"
             log.exception("aurora stream failed unexpectedly; reconnecting")
+
+    async def _refused(self, response: httpx.Response) -> None:
+        await response.aread()
+        code = response.status_code
+        if code in {429, 503}:
+            after = _retry_after(response.headers.get("Retry-After"))
+            if after is not None:
+                self._learn_retry_hint(after)
+        self._token_refused = code in {401, 403}
+        why = " (the server refuses the token)" if self._token_refused else ""
+        self._error = f"HTTP {code}{why}: {response.text[:200]}"
+        log.warning("aurora stream refused: %s", self._error)
+        self._publish_status()
 
     def _bad_event(self, sse: ServerSentEvent, exc: Exception) -> None:
         """An event we cannot use ends the connection; the cursor still points before it, so the

@@ -16,7 +16,8 @@ configuration of the same key for booleans). Reasons map from Aurora's: DISABLED
 FULL_ROLLOUT -> STATIC, ROLLOUT_IN/ROLLOUT_OUT -> SPLIT, NO_USER -> DEFAULT; any of them becomes
 STALE while the client is not confirmed live. A key that is neither a flag nor a configuration is
 FLAG_NOT_FOUND; a flag asked for as a string, number or object, or a value of another type,
-TYPE_MISMATCH; nothing loaded yet PROVIDER_NOT_READY.
+TYPE_MISMATCH; nothing loaded yet PROVIDER_NOT_READY (a client in ERROR with a bootstrap or saved
+state still serves it, as STALE).
 """
 
 from __future__ import annotations
@@ -148,7 +149,9 @@ class AuroraProvider(AbstractProvider):
         )
 
     def _not_ready(self, default: T) -> FlagResolutionDetails[T] | None:
-        if self.client.status in {Status.NOT_READY, Status.ERROR}:
+        # Nothing loaded (NOT_READY, or ERROR with nothing to serve). A client in ERROR because
+        # its token is refused still serves its bootstrap or saved state, as STALE.
+        if not self.client._cache.loaded:
             return _error(
                 default, ErrorCode.PROVIDER_NOT_READY, self.client.last_error or "not ready"
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aurora_client import AuroraClient
+from aurora_client import AuroraClient, Status
 from aurora_client.openfeature import AuroraProvider
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
@@ -72,3 +72,17 @@ def test_the_wrong_type_is_a_type_mismatch_not_a_missing_flag(
 def test_a_key_that_is_nothing_is_not_found(provider: AuroraProvider) -> None:
     for resolve in (provider.resolve_boolean_details, provider.resolve_string_details):
         assert resolve("missing", None).error_code is ErrorCode.FLAG_NOT_FOUND  # type: ignore[arg-type]
+
+
+def test_a_refused_token_still_serves_the_bootstrap_as_stale() -> None:
+    client = AuroraClient("http://127.0.0.1:9", bootstrap=BOOT)
+    client._token_refused = True  # what a 401 leaves behind
+    assert client.status is Status.ERROR
+    details = AuroraProvider(client).resolve_integer_details("limit", 0)
+    assert (details.value, details.reason, details.error_code) == (10, Reason.STALE, None)
+    assert (
+        AuroraProvider(AuroraClient("http://127.0.0.1:9"))
+        .resolve_integer_details("limit", 0)
+        .error_code
+        is ErrorCode.PROVIDER_NOT_READY
+    )

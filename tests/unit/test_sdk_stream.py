@@ -233,13 +233,14 @@ def test_the_openfeature_provider_emits_stale_on_silence(windows: list[float]) -
             api.add_handler(kind, handler)
         try:
             api.set_provider_and_wait(AuroraProvider(client))
-            events.clear()  # READY: the default provider's, then ours
+            events.clear()  # READY: the default provider's, then ours (possibly late)
             release.set()
             deadline = time.monotonic() + 5
             while ProviderEvent.PROVIDER_STALE not in events:
                 assert time.monotonic() < deadline, f"events: {events}"
                 time.sleep(0.002)
-            assert events == [ProviderEvent.PROVIDER_STALE]
+            assert events.count(ProviderEvent.PROVIDER_STALE) == 1
+            assert events[-1] is ProviderEvent.PROVIDER_STALE
         finally:
             for kind, handler in handlers.items():
                 api.remove_handler(kind, handler)
@@ -376,3 +377,33 @@ async def test_aclose_cancels_a_task_that_does_not_stop_in_time(
     finally:
         release.set()
     assert any("did not stop" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("refusal", [401, 403])
+@pytest.mark.anyio
+async def test_a_refused_token_is_an_error_even_with_a_bootstrap_and_is_retried(
+    windows: list[float], refusal: int
+) -> None:
+    refuse = True
+
+    def answer(n: int) -> httpx.Response:
+        if refuse:
+            return httpx.Response(refusal, json={"title": "Unauthenticated"})
+        return stream(snapshot(), hang=True)
+
+    server = Server(answer)
+    client = server.client(bootstrap=SNAPSHOT, backoff_cap=4.0, token="revoked")
+    seen: list[Status] = []
+    client.on_status(seen.append)
+    assert client.status is Status.STALE  # serving the bootstrap
+    async with client:
+        await until(lambda: len(server.resumed_from) >= 5)
+        assert client.status is Status.ERROR
+        assert f"HTTP {refusal}" in (client.last_error or "")
+        assert "token" in (client.last_error or "")
+        assert client.is_enabled("f")  # still serving what it has
+        assert windows[:4] == [1.0, 2.0, 4.0, 4.0]  # retried, with the capped backoff
+        refuse = False  # the token was fixed
+        await until(lambda: client.status is Status.READY)
+    assert seen == [Status.ERROR, Status.STALE, Status.READY]  # accepted, then confirmed
+    assert client.last_error is None
