@@ -3,7 +3,9 @@
 Plain asyncio (the router wraps it in sse-starlette). The subscriber is registered with the
 broadcaster in the same synchronous step that reads the replica's position, so every change after
 that position reaches its queue; anything at or below what was already sent is skipped. That is
-what makes a reconnect with Last-Event-ID gap-free and duplicate-free.
+what makes a reconnect with Last-Event-ID gap-free and duplicate-free. A resumed stream ends its
+replay with a `heartbeat`, so a client that missed nothing learns at once that its resume worked
+(it has no other event to go by until the next change).
 """
 
 from __future__ import annotations
@@ -28,8 +30,14 @@ class StreamUnavailable(Exception):
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
     event: str  # snapshot | upsert | delete | heartbeat
-    id: str  # the cursor; empty for a heartbeat
+    id: str | None  # the cursor; None for a heartbeat (it must not move the client's position)
     data: str
+
+
+def heartbeat_event(cursor: str | None, heartbeat_seconds: float) -> StreamEvent:
+    """The periodic keep-alive, also sent once right after a resume's replay."""
+    data = {"cursor": cursor, "heartbeat_seconds": heartbeat_seconds}
+    return StreamEvent("heartbeat", None, orjson.dumps(data).decode())
 
 
 def snapshot_event(
@@ -86,12 +94,10 @@ class ChangeStream:
         self._streams.broadcaster.unsubscribe(self.subscriber)
 
     def heartbeat(self) -> StreamEvent:
-        """Keeps an idle stream observable; carries the replica's cursor but no `id:` (it must
-        not move the client's Last-Event-ID)."""
+        """Keeps an idle stream observable; carries the replica's cursor but no `id:`."""
         position = self._streams.replica.position(self.subscriber.environment)
-        cursor = f"{position[0]}:{position[1]}" if position else None
-        data = {"cursor": cursor, "heartbeat_seconds": self._streams.heartbeat_seconds}
-        return StreamEvent("heartbeat", "", orjson.dumps(data).decode())
+        cursor = str(Cursor(*position)) if position else None
+        return heartbeat_event(cursor, self._streams.heartbeat_seconds)
 
     async def events(self) -> AsyncIterator[StreamEvent]:
         """Yields until the subscriber is closed (too slow, resync, shutdown, feed lost), and a
@@ -137,7 +143,8 @@ class ChangeStream:
                     for m in missed
                     if m.event is not None and sub.wants(m)
                 ]
-                return replayed, epoch, last
+                confirm = heartbeat_event(str(Cursor(epoch, last)), streams.heartbeat_seconds)
+                return [*replayed, confirm], epoch, last
             copy = streams.replica.copy(sub.environment)  # the stream cannot fill the gap
             if copy is None:
                 raise StreamUnavailable(sub.environment)

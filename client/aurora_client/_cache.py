@@ -41,6 +41,27 @@ def _field(service_name: str | None, key: str) -> str:
     return f"{service_name or ''}|{key}"
 
 
+def why_unusable(data: Any, environment: str, service_name: str | None) -> str | None:
+    """Why a saved or bootstrap state cannot seed this client's copy, or None if it can: it must
+    be a snapshot-shaped JSON object, and of this environment and service where it says so."""
+    if not isinstance(data, Mapping):
+        return f"not a JSON object but {type(data).__name__}"
+    if not isinstance(data.get("cursor"), str | None):
+        return "its cursor is not a string"
+    if data.get("environment", environment) != environment:
+        return f"it is for environment {data['environment']!r}"
+    if data.get("service_name", service_name) != service_name:
+        return f"it is for service {data['service_name']!r}"
+    for field in ("configs", "flags"):
+        items = data.get(field, [])
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            return f"{field} is not a list of objects"
+        foreign = {item.get("environment", environment) for item in items} - {environment}
+        if foreign:
+            return f"{field} of environment {sorted(map(str, foreign))}"
+    return None
+
+
 class LocalCache:
     def __init__(self, environment: str, service_name: str | None) -> None:
         self.environment = environment
@@ -77,6 +98,14 @@ class LocalCache:
         if event.kind == "config" and event.service_name not in (None, self.service_name):
             self.cursor = cursor or self.cursor
             return []
+        # Parse the new state before touching anything: a malformed event raises and leaves the
+        # copy and the cursor as they were, so a resume asks for it again.
+        new_flag = None
+        if event.state is not None:
+            if event.kind == "flag":
+                new_flag = flag_state(event.state)
+            else:
+                config_state(event.state)
         name = _field(event.service_name, event.key) if event.kind == "config" else event.key
         version_key = f"{'c' if event.kind == 'config' else 'f'}|{name}"
         self.cursor = cursor or self.cursor
@@ -85,10 +114,9 @@ class LocalCache:
         self._versions[version_key] = event.version
         if event.kind == "flag":
             old_flag = self.flags.get(event.key)
-            if event.state is None:
+            if new_flag is None:
                 self.flags.pop(event.key, None)
                 return [Change("flag", event.key, old_flag, None)]
-            new_flag = flag_state(event.state)
             self.flags[event.key] = new_flag
             return [Change("flag", event.key, old_flag, new_flag)]
         if event.state is None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import json
 import logging
+import math
 import os
 import random
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
@@ -20,7 +23,7 @@ from typing import Any, Self
 import httpx
 from httpx_sse import ServerSentEvent, aconnect_sse
 
-from aurora_client._cache import _MISSING, Change, LocalCache
+from aurora_client._cache import _MISSING, Change, LocalCache, why_unusable
 from aurora_client.evaluation import Evaluation, evaluate
 from aurora_client.events import ChangeEvent
 from aurora_client.state import FlagState, JsonValue
@@ -28,16 +31,21 @@ from aurora_client.state import FlagState, JsonValue
 log = logging.getLogger("aurora_client")
 
 DEFAULT_HEARTBEAT_SECONDS = 15.0
+CONNECT_TIMEOUT_SECONDS = 5.0
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 30.0
+# A server's retry hint is obeyed up to this: a bogus one must not park the client for a day.
+RETRY_HINT_CAP_SECONDS = 300.0
 PERSIST_EVERY_SECONDS = 1.0
+# What valid JSON of the wrong shape raises while an event is parsed and applied.
+BAD_EVENT_ERRORS = (ValueError, KeyError, TypeError, AttributeError)
 
 
 class Status(StrEnum):
     NOT_READY = "NOT_READY"  # nothing loaded yet
     READY = "READY"  # live: connected, and heard from the server within two heartbeats
     STALE = "STALE"  # serving what it has (last state, bootstrap), but not confirmed live
-    ERROR = "ERROR"  # nothing to serve and the server cannot be reached (or refused us)
+    ERROR = "ERROR"  # the server refuses our token, or nothing to serve and it cannot be reached
 
 
 class AuroraClient:
@@ -74,6 +82,12 @@ class AuroraClient:
         self._status_listeners: list[Callable[[Status], None]] = []
         self._live = False
         self._live_since_connect = False
+        self._resuming = False  # this connection sent Last-Event-ID
+        self._connection_failed = False
+        self._token_refused = False  # the last answer was 401/403 (retried: it may be fixed)
+        self._retry_hint: float | None = None  # seconds; the server's last word, kept
+        self._connected_at = 0.0
+        self._heartbeat_changed = asyncio.Event()
         self._error: str | None = None
         self._last_contact: float | None = None
         self.heartbeat_seconds = DEFAULT_HEARTBEAT_SECONDS
@@ -86,6 +100,7 @@ class AuroraClient:
         self._task: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
         self._load_initial(bootstrap)
+        self._emitted_status = self.status
 
     # -- reads: memory only ----------------------------------------------------------------
 
@@ -115,6 +130,8 @@ class AuroraClient:
 
     @property
     def status(self) -> Status:
+        if self._token_refused:
+            return Status.ERROR  # distinct from a mere outage, even with a copy to serve
         if not self._cache.loaded:
             return Status.ERROR if self._error else Status.NOT_READY
         age = self.last_contact_age
@@ -143,6 +160,8 @@ class AuroraClient:
         return callback
 
     def on_status(self, callback: Callable[[Status], None]) -> None:
+        """Call `callback(status)` on every transition of `status` (from the client's own thread
+        or task)."""
         self._status_listeners.append(callback)
 
     def wait_until_ready(self, timeout: float | None = None) -> bool:
@@ -205,95 +224,184 @@ class AuroraClient:
         started.wait(5)
 
     def close(self, timeout: float = 5.0) -> None:
-        if self._thread is None or self._loop is None or self._stop is None:
+        """Stop the background thread: a connect or read in progress is cancelled, then the state
+        file is saved one last time. Waits up to `timeout` seconds; if the thread is still busy
+        then (a listener or the disk hangs), logs a warning and returns (it is a daemon thread)."""
+        thread, self._thread = self._thread, None
+        if thread is None:
             return
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout)
-        self._thread = None
+        if self._loop is not None and self._stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has already ended
+                self._loop.call_soon_threadsafe(self._stop.set)
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("aurora client thread did not stop within %.1f s of close()", timeout)
 
-    async def aclose(self) -> None:
+    async def aclose(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - as close()
+        """`close` for async use: stops the task and waits for it (up to `timeout` seconds, then
+        cancels it, waits again as long, and logs a warning)."""
         if self._stop is not None:
             self._stop.set()
-        if self._task is not None:
-            await asyncio.wait([self._task], timeout=5)
-            self._task.cancel()
-            self._task = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            log.warning("aurora client task did not stop within %.1f s of aclose()", timeout)
+            task.cancel()
+            await asyncio.wait({task}, timeout=timeout)
 
     # -- the stream ------------------------------------------------------------------------
 
     async def _run(self) -> None:
         assert self._stop is not None
         stop = self._stop
-        async with httpx.AsyncClient(transport=self._transport, headers=self._headers) as http:
+        self._heartbeat_changed = asyncio.Event()  # of this loop
+        # No read timeout: silence is judged by _watch, at the heartbeat the server announced.
+        timeout = httpx.Timeout(CONNECT_TIMEOUT_SECONDS, read=None)
+        async with httpx.AsyncClient(
+            transport=self._transport, headers=self._headers, timeout=timeout
+        ) as http:
             persister = asyncio.create_task(self._persist_periodically(stop))
             failures = 0
             while not stop.is_set():
-                retry_hint = await self._stream_once(http, stop)
+                await self._stream_once(http, stop)
                 if stop.is_set():
                     break
-                failures = 0 if self._live_since_connect else failures + 1
+                healthy = self._live_since_connect and not self._connection_failed
+                failures = 0 if healthy else failures + 1
                 self._set_live(False)
                 # Full jitter: after a server restart, 1,000 clients spread over the window
                 # instead of reconnecting in lockstep.
-                window = min(self._backoff_cap, max(retry_hint, BACKOFF_BASE_SECONDS) * 2**failures)
-                delay = random.uniform(0, window)  # noqa: S311 - jitter, not security
+                delay = random.uniform(0, self._backoff_window(failures))  # noqa: S311 - jitter
                 self.reconnects += 1
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
             persister.cancel()
         await self._persist()
 
-    async def _stream_once(self, http: httpx.AsyncClient, stop: asyncio.Event) -> float:
-        """One connection, until it ends. Returns the server's retry hint in seconds."""
+    def _backoff_window(self, failures: int) -> float:
+        """The window to draw the next delay from: base · 2^failures, capped, where the base is
+        the server's last hint (`retry:` or `Retry-After`), kept across attempts. The hint is
+        also the window's floor, even above the cap: the server knows best when to come back."""
+        hint = self._retry_hint or 0.0
+        window = min(self._backoff_cap, max(hint, BACKOFF_BASE_SECONDS) * 2.0**failures)
+        return max(window, hint)
+
+    def _learn_retry_hint(self, seconds: float) -> None:
+        self._retry_hint = min(max(seconds, 0.0), RETRY_HINT_CAP_SECONDS)
+
+    async def _stream_once(self, http: httpx.AsyncClient, stop: asyncio.Event) -> None:
+        """One connection, until it ends, goes silent or the client closes."""
         self._live_since_connect = False
-        retry_hint = BACKOFF_BASE_SECONDS
+        self._connection_failed = False  # a bad event or an unexpected error ended it
+        self._connected_at = time.monotonic()
+        connection = asyncio.create_task(self._connect(http), name="aurora-stream")
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            await self._watch(connection, stopper)
+        finally:
+            # Cancelling interrupts whatever the connection awaits: connect, head or body.
+            connection.cancel()
+            stopper.cancel()
+            await asyncio.wait({connection, stopper})
+
+    async def _watch(self, connection: asyncio.Task[None], stopper: asyncio.Task[bool]) -> None:
+        """Wait until the connection ends or the client closes; give up on it once the server has
+        been silent (no event, no heartbeat, not even a response head) for two heartbeats. The
+        interval is re-read on every wake-up, so one a snapshot announces applies at once; a
+        read timeout would stay fixed at what was known when connecting."""
+        while True:
+            since = max(self._connected_at, self._last_contact or 0.0)
+            limit = 2 * self.heartbeat_seconds
+            silent_for = time.monotonic() - since
+            if silent_for >= limit:
+                self._error = f"the server was silent for {silent_for:.1f} s"
+                log.warning("aurora stream: %s; reconnecting", self._error)
+                return
+            self._heartbeat_changed.clear()
+            changed = asyncio.create_task(self._heartbeat_changed.wait())
+            done, _ = await asyncio.wait(
+                {connection, stopper, changed},
+                timeout=limit - silent_for,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            changed.cancel()
+            if connection in done or stopper in done:
+                return
+
+    async def _connect(self, http: httpx.AsyncClient) -> None:
         headers = {"Last-Event-ID": self._cache.cursor} if self._cache.cursor else {}
+        self._resuming = bool(headers)
         params = {"environment": self.environment}
         if self.service_name:
             params["service_name"] = self.service_name
-        # Silent for two heartbeats = stale: the read timeout ends the connection then.
-        timeout = httpx.Timeout(5.0, read=2 * self.heartbeat_seconds)
         try:
             async with aconnect_sse(
-                http,
-                "GET",
-                f"{self.base_url}/api/v1/stream",
-                params=params,
-                headers=headers,
-                timeout=timeout,
+                http, "GET", f"{self.base_url}/api/v1/stream", params=params, headers=headers
             ) as source:
                 if source.response.status_code != 200:
-                    await source.response.aread()
-                    self._error = (
-                        f"HTTP {source.response.status_code}: {source.response.text[:200]}"
-                    )
-                    log.warning("aurora stream refused: %s", self._error)
-                    return retry_hint
-                stopper = asyncio.create_task(stop.wait())
-                async for sse in _until(source.aiter_sse(), stopper):
+                    await self._refused(source.response)
+                    return
+                self._token_refused = False
+                self._publish_status()
+                async for sse in source.aiter_sse():
                     if sse.retry is not None:
-                        retry_hint = sse.retry / 1000
-                    self._handle(sse)
-                stopper.cancel()
-        except (httpx.HTTPError, ValueError, KeyError) as exc:
+                        self._learn_retry_hint(sse.retry / 1000)
+                    try:
+                        self._handle(sse)
+                    except BAD_EVENT_ERRORS as exc:
+                        self._bad_event(sse, exc)
+                        return
+        except httpx.HTTPError as exc:
             self._error = f"{type(exc).__name__}: {exc}"
             log.info("aurora stream interrupted: %s", self._error)
-        return retry_hint
+        except Exception as exc:
+            # Whatever else goes wrong costs this connection, never the client's loop.
+            self._connection_failed = True
+            self._error = f"{type(exc).__name__}: {exc}"
+            log.exception("aurora stream failed unexpectedly; reconnecting")
+
+    async def _refused(self, response: httpx.Response) -> None:
+        await response.aread()
+        code = response.status_code
+        if code in {429, 503}:
+            after = _retry_after(response.headers.get("Retry-After"))
+            if after is not None:
+                self._learn_retry_hint(after)
+        self._token_refused = code in {401, 403}
+        why = " (the server refuses the token)" if self._token_refused else ""
+        self._error = f"HTTP {code}{why}: {response.text[:200]}"
+        log.warning("aurora stream refused: %s", self._error)
+        self._publish_status()
+
+    def _bad_event(self, sse: ServerSentEvent, exc: Exception) -> None:
+        """An event we cannot use ends the connection; the cursor still points before it, so the
+        next one resumes there (with backoff, in case the server keeps sending it)."""
+        self._connection_failed = True
+        self._error = f"bad {sse.event or 'message'} event (id {sse.id or '-'}): {exc!r}"
+        log.warning(
+            "aurora client: %s; reconnecting from cursor %s", self._error, self._cache.cursor
+        )
 
     def _handle(self, sse: ServerSentEvent) -> None:
+        """Apply one event. Raises one of BAD_EVENT_ERRORS (and changes nothing) for data of the
+        wrong shape."""
         self._last_contact = time.monotonic()
         if sse.event == "snapshot":
-            data = json.loads(sse.data)
-            self.heartbeat_seconds = float(data.get("heartbeat_seconds", self.heartbeat_seconds))
-            self.snapshots += 1
+            data = _json_object(sse.data)
+            self._learn_heartbeat(data)
             self._notify(self._cache.load(data))
+            self.snapshots += 1
         elif sse.event in {"upsert", "delete"}:
-            self._notify(self._cache.apply(ChangeEvent.from_dict(json.loads(sse.data)), sse.id))
+            event = ChangeEvent.from_dict(_json_object(sse.data))
+            self._notify(self._cache.apply(event, sse.id))
         elif sse.event == "heartbeat":
-            data = json.loads(sse.data or "{}")
-            self.heartbeat_seconds = float(data.get("heartbeat_seconds", self.heartbeat_seconds))
-            if not self._live_since_connect:
+            self._learn_heartbeat(_json_object(sse.data or "{}"))
+            if not self._live_since_connect and not self._resuming:
                 return  # a heartbeat before our first state says nothing about our copy
+            # On a resumed stream the server sends one right after the replay (even an empty
+            # one): the copy is then confirmed current, with no change needed to prove it.
         else:
             return
         self._live_since_connect = True
@@ -301,17 +409,36 @@ class AuroraClient:
         self._set_live(True)
         self._ready.set()
 
+    def _learn_heartbeat(self, data: Mapping[str, Any]) -> None:
+        seconds = data.get("heartbeat_seconds")
+        if seconds is None:
+            return
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise TypeError(f"heartbeat_seconds is {seconds!r}")
+        if not 0 < seconds < math.inf:
+            raise ValueError(f"heartbeat_seconds is {seconds!r}")
+        if seconds != self.heartbeat_seconds:
+            self.heartbeat_seconds = float(seconds)
+            self._heartbeat_changed.set()  # the watchdog re-arms with it
+
     def _set_live(self, live: bool) -> None:
-        before = self.status
         self._live = live
-        after = self.status
-        if after != before:
-            log.info("aurora client %s -> %s", before, after)
-            for listener in self._status_listeners:
-                try:
-                    listener(after)
-                except Exception:
-                    log.exception("aurora status listener failed")
+        self._publish_status()
+
+    def _publish_status(self) -> None:
+        """Tell listeners if the status differs from the last one told. Compared with what was
+        emitted, not with `status` just before a change: `status` also moves by itself (silence
+        ages it to STALE, an error makes an empty client ERROR), and those are transitions too."""
+        status = self.status
+        if status is self._emitted_status:
+            return
+        log.info("aurora client %s -> %s", self._emitted_status, status)
+        self._emitted_status = status
+        for listener in self._status_listeners:
+            try:
+                listener(status)
+            except Exception:
+                log.exception("aurora status listener failed")
 
     def _notify(self, changes: list[Change]) -> None:
         if changes:
@@ -331,19 +458,19 @@ class AuroraClient:
         for source in (self._cache_file, bootstrap):
             if source is None:
                 continue
+            name = "the bootstrap dict" if isinstance(source, Mapping) else str(source)
             try:
-                if isinstance(source, Mapping):
-                    data: Mapping[str, Any] = source
-                else:
-                    data = json.loads(Path(source).read_text())
-                self._cache.load(data)
-                log.info(
-                    "aurora client starts from %s",
-                    "a dict" if isinstance(source, Mapping) else source,
+                data = (
+                    source if isinstance(source, Mapping) else json.loads(Path(source).read_text())
                 )
-                return
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.warning("aurora client could not load %s: %s", source, exc)
+                problem = why_unusable(data, self.environment, self.service_name)
+                if problem is None:
+                    self._cache.load(data)
+                    log.info("aurora client starts from %s", name)
+                    return
+                log.warning("aurora client ignores %s: %s", name, problem)
+            except (OSError, *BAD_EVENT_ERRORS) as exc:
+                log.warning("aurora client could not load %s: %s", name, exc)
 
     async def _persist_periodically(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -357,28 +484,37 @@ class AuroraClient:
         await asyncio.to_thread(_write_atomically, self._cache_file, self._cache.snapshot())
 
 
+def _retry_after(value: str | None) -> float | None:
+    """`Retry-After` in seconds: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    if value.strip().isdecimal():
+        return float(value.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - datetime.now(UTC)).total_seconds()
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise TypeError(f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 def _write_atomically(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as out:
             json.dump(data, out)
+            out.flush()
+            os.fsync(out.fileno())  # on disk before it replaces the last good state
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-async def _until(events: Any, stopper: asyncio.Task[Any]) -> Any:
-    """Iterate the stream until it ends or `stopper` completes (the client is closing)."""
-    iterator = events.__aiter__()
-    while True:
-        step = asyncio.ensure_future(iterator.__anext__())
-        done, _ = await asyncio.wait({step, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if step not in done:
-            step.cancel()
-            return
-        try:
-            yield step.result()
-        except StopAsyncIteration:
-            return

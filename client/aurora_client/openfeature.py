@@ -11,10 +11,13 @@ Install with `pip install 'aurora-config-client[openfeature]'`, then:
     api.get_client().get_boolean_value("new_dashboard", False, EvaluationContext("user-123"))
 
 Flags resolve as booleans (the evaluation context's targeting key is the user id); configuration
-values resolve as strings, numbers and objects. Reasons map from Aurora's: DISABLED -> DISABLED,
+values resolve as booleans, strings, numbers and objects by their JSON type (a flag wins over a
+configuration of the same key for booleans). Reasons map from Aurora's: DISABLED -> DISABLED,
 FULL_ROLLOUT -> STATIC, ROLLOUT_IN/ROLLOUT_OUT -> SPLIT, NO_USER -> DEFAULT; any of them becomes
-STALE while the client is not confirmed live. A missing key is FLAG_NOT_FOUND, a value of
-another type TYPE_MISMATCH, nothing loaded yet PROVIDER_NOT_READY.
+STALE while the client is not confirmed live. A key that is neither a flag nor a configuration is
+FLAG_NOT_FOUND; a flag asked for as a string, number or object, or a value of another type,
+TYPE_MISMATCH; nothing loaded yet PROVIDER_NOT_READY (a client in ERROR with a bootstrap or saved
+state still serves it, as STALE).
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ class AuroraProvider(AbstractProvider):
         user = evaluation_context.targeting_key if evaluation_context else None
         evaluation = self.client.evaluation(flag_key, user)
         if evaluation is None:
-            return _error(default_value, ErrorCode.FLAG_NOT_FOUND, f"no flag {flag_key!r}")
+            return self._value(flag_key, default_value, lambda v: isinstance(v, bool), bool)
         reason = _REASONS[evaluation.reason]
         return FlagResolutionDetails(
             value=evaluation.enabled,
@@ -135,7 +138,9 @@ class AuroraProvider(AbstractProvider):
             return not_ready
         value = self.client.get(key, _MISSING)
         if value is _MISSING:
-            return _error(default, ErrorCode.FLAG_NOT_FOUND, f"no configuration {key!r}")
+            if self.client.evaluation(key) is not None:
+                return _error(default, ErrorCode.TYPE_MISMATCH, f"{key!r} is a flag (boolean)")
+            return _error(default, ErrorCode.FLAG_NOT_FOUND, f"no flag or configuration {key!r}")
         if not accepts(value):
             return _error(default, ErrorCode.TYPE_MISMATCH, f"{key!r} is {type(value).__name__}")
         stale = self.client.status is not Status.READY
@@ -144,7 +149,9 @@ class AuroraProvider(AbstractProvider):
         )
 
     def _not_ready(self, default: T) -> FlagResolutionDetails[T] | None:
-        if self.client.status in {Status.NOT_READY, Status.ERROR}:
+        # Nothing loaded (NOT_READY, or ERROR with nothing to serve). A client in ERROR because
+        # its token is refused still serves its bootstrap or saved state, as STALE.
+        if not self.client._cache.loaded:
             return _error(
                 default, ErrorCode.PROVIDER_NOT_READY, self.client.last_error or "not ready"
             )

@@ -26,7 +26,8 @@ router = APIRouter(prefix=API_PREFIX, tags=["stream"])
             "description": (
                 "`snapshot` (full state and cursor), then `upsert` / `delete` events whose `id:` "
                 "is the cursor `<epoch>:<revision>`; `heartbeat` events keep the connection "
-                "observable. Reconnect with `Last-Event-ID` to receive exactly what you missed."
+                "observable. Reconnect with `Last-Event-ID` to receive exactly what you missed, "
+                "then a `heartbeat` that confirms the resume."
             ),
         },
         503: {"description": "This instance's change feed is down; try another"},

@@ -22,7 +22,8 @@ from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason as OFReason
 
 from tests.e2e.servers import Server
-from tests.faults import free_port
+from tests.e2e.sse import Subscription
+from tests.faults import free_port, proxy_to
 
 pytestmark = pytest.mark.mariadb
 
@@ -112,6 +113,32 @@ def test_killed_server_is_stale_then_caught_up_by_cursor_without_a_snapshot(
             server_cm.__exit__(None, None, None)
 
 
+def test_a_resumed_stream_sends_a_heartbeat_right_after_the_replay(instance: Instance) -> None:
+    # Periodic heartbeats every 60 s: the one that comes at once is the resume's.
+    with instance(AURORA_SSE_HEARTBEAT_SECONDS="60") as server:
+        seed(server)
+        with Subscription(server.url) as first:
+            cursor = first.next().id
+        with Subscription(server.url, last_event_id=cursor) as resumed:
+            beat = resumed.next(within=5, heartbeats=True)
+            assert beat.event == "heartbeat"
+            assert json.loads(beat.data) == {"cursor": cursor, "heartbeat_seconds": 60.0}
+            assert resumed.retry == 1000  # the first event of a stream carries the retry hint
+
+
+def test_a_quiet_resume_is_ready_again_without_waiting_for_a_write(instance: Instance) -> None:
+    with instance(AURORA_SSE_HEARTBEAT_SECONDS="60") as server, proxy_to(server.port) as proxy:
+        seed(server)
+        with AuroraClient(f"http://127.0.0.1:{proxy.port}", backoff_cap=0.5) as client:
+            assert client.wait_until_ready(5)
+            proxy.cut()  # a network blip; nothing changes meanwhile
+            eventually(lambda: client.status is Status.STALE, within=5, what="STALE")
+            proxy.restore()
+            eventually(lambda: client.status is Status.READY, within=10, what="READY again")
+            assert client.snapshots == 1  # resumed by cursor
+            assert client.reconnects >= 1
+
+
 def test_a_silent_connection_is_stale_and_reconnected(instance: Instance) -> None:
     with instance(AURORA_SSE_HEARTBEAT_SECONDS="0.5") as server:
         seed(server)
@@ -123,6 +150,10 @@ def test_a_silent_connection_is_stale_and_reconnected(instance: Instance) -> Non
                 eventually(lambda: client.status is Status.STALE, within=5, what="STALE")
                 assert client.last_contact_age is not None
                 assert client.last_contact_age > 1.0
+                # The silent connection is ended (at two of the server's heartbeats, not of the
+                # 15 s default) and another one tried.
+                eventually(lambda: client.reconnects >= 1, within=5, what="a reconnect")
+                assert "silent" in (client.last_error or "")
             finally:
                 server.process.send_signal(signal.SIGCONT)
             eventually(lambda: client.status is Status.READY, within=10, what="READY again")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from aurora_client import AuroraClient, Change, Status
 from aurora_client._cache import LocalCache
+from aurora_client._client import _write_atomically
 from aurora_client.events import ChangeEvent
 
 
@@ -66,6 +70,20 @@ def test_changes_apply_by_version_and_report_what_the_service_sees() -> None:
     assert "f" not in cache.flags
 
 
+def test_a_malformed_change_changes_nothing() -> None:
+    cache = LocalCache("production", "svc")
+    cache.load(SNAPSHOT)
+    broken = {**flag("f", 0, version=2), "rollout_percentage": None}
+    with pytest.raises(TypeError):
+        cache.apply(ChangeEvent("flag", "upsert", "f", "production", None, 2, broken), "e:6")
+    with pytest.raises(TypeError):
+        cache.apply(ChangeEvent("config", "upsert", "a", "production", None, 2, []), "e:6")  # type: ignore[arg-type]
+    assert cache.cursor == "e:5"  # a resume asks for it again
+    fixed = ChangeEvent("flag", "upsert", "f", "production", None, 2, flag("f", 0, version=2))
+    assert [c.key for c in cache.apply(fixed, "e:6")] == ["f"]  # not skipped as already seen
+    assert cache.cursor == "e:6"
+
+
 def test_a_new_snapshot_reports_only_differences() -> None:
     cache = LocalCache("production", None)
     cache.load(SNAPSHOT)
@@ -114,3 +132,61 @@ async def test_reconnects_back_off_exponentially_with_full_jitter(
     assert client.status is Status.ERROR
     assert "HTTP 503" in (client.last_error or "")
     assert calls >= 8
+
+
+BOOT = {"configs": [config("limit", 1)], "flags": []}
+FOREIGN = {"cursor": "x:9", "configs": [config("limit", 999)], "flags": []}
+BAD_STATE_FILES = {
+    "truncated": '{"cursor": "e:1", "configs": [',
+    "JSON null": "null",
+    "a JSON list": "[]",
+    "configs not a list": '{"configs": "abc"}',
+    "a flag not an object": '{"flags": [1]}',
+    "cursor not a string": '{"cursor": 5, "configs": []}',
+    "another environment": json.dumps({**FOREIGN, "environment": "staging"}),
+    "another service": json.dumps(
+        {**FOREIGN, "environment": "production", "service_name": "other"}
+    ),
+    "items of another environment": json.dumps(
+        {"configs": [{**config("limit", 999), "environment": "staging"}]}
+    ),
+}
+
+
+@pytest.mark.parametrize("text", BAD_STATE_FILES.values(), ids=BAD_STATE_FILES.keys())
+def test_a_damaged_or_foreign_state_file_is_ignored_for_the_bootstrap(
+    tmp_path: Path, text: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    state_file = tmp_path / "state.json"
+    state_file.write_text(text)
+    client = AuroraClient(
+        "http://127.0.0.1:9", "production", "svc", cache_file=state_file, bootstrap=BOOT
+    )
+    assert client.get("limit") == 1  # the bootstrap, not the file
+    assert client.cursor is None
+    assert client.status is Status.STALE
+    assert any(str(state_file) in r.getMessage() for r in caplog.records)  # says why
+
+
+def test_a_state_file_of_this_environment_and_service_wins_over_the_bootstrap(
+    tmp_path: Path,
+) -> None:
+    state_file = tmp_path / "state.json"
+    mine = {**FOREIGN, "cursor": "e:9", "environment": "production", "service_name": "svc"}
+    state_file.write_text(json.dumps(mine))
+    client = AuroraClient(
+        "http://127.0.0.1:9", "production", "svc", cache_file=state_file, bootstrap=BOOT
+    )
+    assert (client.get("limit"), client.cursor) == (999, "e:9")
+
+
+def test_the_state_file_is_synced_to_disk_before_it_replaces_the_last_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps: list[str] = []
+    replace = os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: steps.append("fsync"))
+    monkeypatch.setattr(os, "replace", lambda a, b: (steps.append("replace"), replace(a, b)))
+    _write_atomically(tmp_path / "state.json", {"cursor": "e:1"})
+    assert steps == ["fsync", "replace"]
+    assert json.loads((tmp_path / "state.json").read_text()) == {"cursor": "e:1"}
