@@ -91,6 +91,21 @@ def app_of(client: TestClient) -> FastAPI:
     return client.app  # type: ignore[return-value]
 
 
+def rebuilt_and_drained(client: TestClient, old_epoch: str) -> None:
+    """Wait for the read model to be rebuilt under a new epoch, this instance's replica to trust
+    it again, and every pending change to be applied."""
+    replica = app_of(client).state.replica
+
+    def rebuilt() -> bool:
+        position = replica.position("production")
+        return bool(position and position[0] != old_epoch and replica.copy("production"))
+
+    eventually(rebuilt, what="a rebuilt read model under a new epoch")
+    eventually(
+        lambda: client.get("/status").json()["outbox"]["pending"] == 0, what="outbox drained"
+    )
+
+
 def count_sql(app: FastAPI) -> list[str]:
     """Statements the app sends from now on, except the outbox relay's background work (it runs
     on a timer whatever the requests are, and touches only change_outbox)."""
@@ -285,17 +300,7 @@ def test_redis_losing_its_data_is_rebuilt_from_the_database(
                 client.put(f"{FLAGS}/rollout/beta", params={"percentage": percentage}).status_code
                 == 200
             )
-        eventually(
-            lambda: (
-                (position := state.replica.position("production"))
-                and position[0] != old_epoch
-                and state.replica.copy("production") is not None
-            ),
-            what="a rebuilt read model under a new epoch",
-        )
-        eventually(
-            lambda: client.get("/status").json()["outbox"]["pending"] == 0, what="outbox drained"
-        )
+        rebuilt_and_drained(client, old_epoch)
         assert client.get(f"{FLAGS}/evaluate/beta").json()["rollout_percentage"] == 22
         assert (
             client.get(f"{CONFIGS}/value/timeout", params={"service_name": "billing"}).json()[
@@ -331,17 +336,7 @@ def test_a_rebuild_keeps_tombstones_so_a_late_change_cannot_resurrect_a_deleted_
 
         delete_prefix(redis_prefix)  # what a Redis restart without persistence looks like
         portal_call(lambda: state.store.run(queue_stale))
-        eventually(
-            lambda: (
-                (position := state.replica.position("production"))
-                and position[0] != old_epoch
-                and state.replica.copy("production") is not None
-            ),
-            what="a rebuilt read model under a new epoch",
-        )
-        eventually(
-            lambda: client.get("/status").json()["outbox"]["pending"] == 0, what="outbox drained"
-        )
+        rebuilt_and_drained(client, old_epoch)
         assert client.get(f"{FLAGS}/check/doomed").status_code == 404
         assert not raw_redis.hexists(f"{redis_prefix}{{production}}:flags", "doomed")
         assert raw_redis.hget(f"{redis_prefix}{{production}}:versions", "f|doomed") == b"2"
@@ -371,14 +366,7 @@ def test_redis_restored_from_an_older_snapshot_is_rebuilt_from_the_database(
             assert written.headers["x-aurora-propagation"] == "complete"
         for key, dumped in snapshot.items():  # the restore: every key as it was, epoch included
             raw_redis.restore(key, 0, dumped, replace=True)  # type: ignore[arg-type]
-        eventually(
-            lambda: (
-                (position := state.replica.position("production"))
-                and position[0] != old_epoch
-                and state.replica.copy("production") is not None
-            ),
-            what="a rebuild under a new epoch",
-        )
+        rebuilt_and_drained(client, old_epoch)
         assert client.get(f"{FLAGS}/evaluate/beta").json()["rollout_percentage"] == 40
         item = raw_redis.hget(f"{redis_prefix}{{production}}:flags", "beta")
         assert item is not None
@@ -428,20 +416,17 @@ def test_a_change_whose_process_died_before_publishing_is_applied_by_the_relay(
         seed(client)
         state = app_of(client).state
         # Commit exactly as a write does, but never propagate: the process "died" here.
-        import anyio.from_thread  # noqa: PLC0415
-
-        with anyio.from_thread.start_blocking_portal() as portal:
-            portal.call(
-                lambda: state.store.run(
-                    configs.create,
-                    env="production",
-                    service=None,
-                    key="orphan",
-                    value=1,
-                    description=None,
-                    actor=Principal("crashed", frozenset({"admin"})),
-                )
+        portal_call(
+            lambda: state.store.run(
+                configs.create,
+                env="production",
+                service=None,
+                key="orphan",
+                value=1,
+                description=None,
+                actor=Principal("crashed", frozenset({"admin"})),
             )
+        )
         eventually(
             lambda: client.get(f"{CONFIGS}/value/orphan").status_code == 200,
             what="the relay to apply the orphaned change",

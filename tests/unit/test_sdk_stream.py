@@ -323,6 +323,18 @@ async def test_aclose_cancels_the_connection_and_waits_for_it() -> None:
     assert server.abandoned.is_set()  # awaited, not just cancelled
 
 
+def unsaved_client_of_a_silent_server(tmp_path: Path) -> AuroraClient:
+    """A client whose server never answers the head, with state still to save at close."""
+    client = AuroraClient(
+        "http://aurora",
+        bootstrap=SNAPSHOT,
+        cache_file=tmp_path / "state.json",
+        transport=httpx.MockTransport(NoHead()),
+    )
+    client._dirty = True
+    return client
+
+
 def test_close_says_so_when_the_thread_does_not_stop_in_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -333,13 +345,7 @@ def test_close_says_so_when_the_thread_does_not_stop_in_time(
         release.wait(10)
 
     monkeypatch.setattr("aurora_client._client._write_atomically", slow_write)
-    client = AuroraClient(
-        "http://aurora",
-        bootstrap=SNAPSHOT,
-        cache_file=tmp_path / "state.json",
-        transport=httpx.MockTransport(NoHead()),
-    )
-    client._dirty = True
+    client = unsaved_client_of_a_silent_server(tmp_path)
     client.start()
     thread = client._thread
     assert thread is not None
@@ -361,13 +367,7 @@ async def test_aclose_cancels_a_task_that_does_not_stop_in_time(
     monkeypatch.setattr(
         "aurora_client._client._write_atomically", lambda path, data: release.wait(10)
     )
-    client = AuroraClient(
-        "http://aurora",
-        bootstrap=SNAPSHOT,
-        cache_file=tmp_path / "state.json",
-        transport=httpx.MockTransport(NoHead()),
-    )
-    client._dirty = True
+    client = unsaved_client_of_a_silent_server(tmp_path)
     try:
         await client.__aenter__()
         task = client._task
