@@ -1,20 +1,20 @@
 """Authentication: `Authorization: Bearer <token>` on every /api/v1 request.
 
-Tokens are looked up by their SHA-256 (the database holds nothing else) and the answer, positive
-or negative, is cached for AURORA_TOKEN_CACHE_SECONDS, so a warm read still needs no SQL; a
-revocation is immediate on the instance that made it and reaches the others within that time.
-If the database is down when a cached entry expires, the last answer is kept (reads keep
-working through a database outage). AURORA_ADMIN_TOKEN, when set, is an admin token that lives
-only in the environment; it is compared in constant time. Failed attempts are logged without
-the token.
+Tokens are known by their SHA-256 (the database holds nothing else). Each instance holds every
+active token's hash, reloaded by one query at most every AURORA_TOKEN_CACHE_SECONDS: a warm
+request needs no SQL, and neither does a flood of made-up tokens. A token created or revoked
+through this instance counts at once; through another, or the CLI, within that time. If the
+database is down when a reload is due, the tokens last loaded keep working (reads keep working
+through a database outage). AURORA_ADMIN_TOKEN, when set, is an admin token that lives only in
+the environment; it is compared in constant time. Failed attempts are logged without the token.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
-from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -28,13 +28,7 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1/"
 MAX_TOKEN_LENGTH = 200
-MAX_CACHED = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class _Cached:
-    principal: Principal | None
-    expires: float
+RETRY_SECONDS = 1.0  # how soon to try again when a reload found the database down
 
 
 class Authenticator:
@@ -45,7 +39,9 @@ class Authenticator:
         self.enabled = enabled
         self._admin_hash = tokens.hash_token(admin_token) if admin_token else None
         self.cache_seconds = cache_seconds
-        self._cache: dict[str, _Cached] = {}
+        self._active: dict[str, Principal] | None = None  # token hash -> principal
+        self._expires = 0.0
+        self._reloading = asyncio.Lock()
 
     async def principal(self, authorization: str | None) -> Principal:
         if not self.enabled:
@@ -63,25 +59,32 @@ class Authenticator:
         return principal
 
     async def _lookup(self, token_hash: str) -> Principal | None:
-        now = time.monotonic()
-        cached = self._cache.get(token_hash)
-        if cached is not None and cached.expires > now:
-            return cached.principal
-        try:
-            found = await self.store.run(tokens.active_by_hash, token_hash)
-        except Unavailable:
-            if cached is not None:  # stale-if-error: keep serving known tokens
-                return cached.principal
-            raise
-        principal = None if found is None else Principal(found[0], frozenset(found[1]))
-        if len(self._cache) >= MAX_CACHED:  # bounded: random bad tokens cannot grow it
-            self._cache.clear()
-        self._cache[token_hash] = _Cached(principal, now + self.cache_seconds)
-        return principal
+        if self._active is None or time.monotonic() >= self._expires:
+            await self._reload()
+        assert self._active is not None  # _reload() loads or raises
+        return self._active.get(token_hash)
+
+    async def _reload(self) -> None:
+        async with self._reloading:  # one query however many requests find the tokens due
+            if self._active is not None and time.monotonic() < self._expires:
+                return
+            try:
+                found = await self.store.run(tokens.active)
+            except Unavailable:
+                if self._active is None:
+                    raise
+                log.warning("cannot reload API tokens (database unavailable); keeping the last")
+                self._expires = time.monotonic() + min(self.cache_seconds, RETRY_SECONDS)
+                return
+            self._active = {
+                token_hash: Principal(name, frozenset(scopes))
+                for token_hash, (name, scopes) in found.items()
+            }
+            self._expires = time.monotonic() + self.cache_seconds
 
     def forget(self) -> None:
-        """Drop cached answers (after a revocation)."""
-        self._cache.clear()
+        """Reload the tokens on the next request (after this instance created or revoked one)."""
+        self._expires = 0.0
 
 
 class AuthMiddleware:

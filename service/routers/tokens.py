@@ -51,11 +51,12 @@ def _out(token: tokens.ApiToken) -> TokenOut:
 
 @router.post("/", status_code=status.HTTP_201_CREATED, response_model=TokenIssued)
 async def create_token(
-    body: TokenCreate, store: StoreDep, rules: RulesDep, principal: PrincipalDep
+    body: TokenCreate, request: Request, store: StoreDep, rules: RulesDep, principal: PrincipalDep
 ) -> TokenIssued:
     principal.require_admin()
     scopes = parse_scopes(body.scopes, rules.environments)
     issued = await store.run(tokens.create, name=body.name, scopes=scopes, actor=principal.name)
+    request.app.state.auth.forget()  # usable here at once
     return TokenIssued(**_out(issued.token).model_dump(), token=issued.secret)
 
 

@@ -15,7 +15,7 @@ from database.uow import UnitOfWork
 from service.errors import AlreadyExists, InvalidInput, NotFound
 from service.principal import RESERVED_ACTORS
 
-__all__ = ["ApiToken", "Issued", "active_by_hash", "create", "hash_token", "list_all", "revoke"]
+__all__ = ["ApiToken", "Issued", "active", "create", "hash_token", "list_all", "revoke"]
 
 TOKEN_PREFIX = "aur_"  # noqa: S105 - a marker, not a secret
 
@@ -81,10 +81,8 @@ def revoke(uow: UnitOfWork, name: str) -> ApiToken:
         return token
 
 
-def active_by_hash(uow: UnitOfWork, token_hash: str) -> tuple[str, list[str]] | None:
-    """(name, scopes) of the active token with this hash, if any."""
+def active(uow: UnitOfWork) -> dict[str, tuple[str, list[str]]]:
+    """Every active token: its hash -> (name, scopes). Tokens are few (one per service or
+    person), so authentication holds them all and never asks the database per request."""
     with uow:
-        token = uow.tokens.by_hash(token_hash)
-        if token is None or token.revoked_at is not None:
-            return None
-        return token.name, list(token.scopes)
+        return {token.token_hash: (token.name, list(token.scopes)) for token in uow.tokens.active()}

@@ -245,6 +245,43 @@ def test_database_down_reads_and_evaluations_keep_working(
             )
 
 
+def test_tokens_cost_no_sql_per_request_and_outlive_a_database_outage(
+    mariadb_url: str, redis_prefix: str
+) -> None:
+    """With authentication on (the default on a server database): once the tokens are loaded, a
+    flood of made-up tokens and warm reads send no SQL; with the database down when a reload is
+    due, the tokens last loaded keep working and made-up ones are still refused."""
+    host_port = mariadb_url.split("@", 1)[1].split("/", 1)[0]
+    admin_secret = "an-admin-secret-for-this-test"
+    with proxy_to(int(host_port.split(":")[1])) as proxy:
+        through_proxy = mariadb_url.replace(host_port, f"127.0.0.1:{proxy.port}")
+        settings = {"auth": "enabled", "admin_token": admin_secret, "token_cache_seconds": 60}
+        with start(through_proxy, redis_prefix, **settings) as client:
+            admin = {"Authorization": f"Bearer {admin_secret}"}
+            made = client.post(
+                "/api/v1/tokens/", json={"name": "svc", "scopes": ["read"]}, headers=admin
+            )
+            reader = {"Authorization": f"Bearer {made.json()['token']}"}
+            flag = {"flag_key": "beta", "is_enabled": True, "rollout_percentage": 100}
+            assert client.post(f"{FLAGS}/", json=flag, headers=admin).status_code == 201
+            assert client.get(f"{FLAGS}/check/beta", headers=reader).status_code == 200
+            statements = count_sql(app_of(client))
+            for i in range(200):
+                made_up = {"Authorization": f"Bearer made-up-{i}"}
+                assert client.get(f"{FLAGS}/check/beta", headers=made_up).status_code == 401
+            for _ in range(50):
+                assert client.get(f"{FLAGS}/check/beta", headers=reader).json() == {"enabled": True}
+            assert statements == []
+            proxy.cut()
+            app_of(client).state.auth.forget()  # a reload is due now, with the database down
+            assert client.get(f"{FLAGS}/check/beta", headers=reader).json() == {"enabled": True}
+            assert client.get(f"{FLAGS}/evaluate/beta", headers=reader).status_code == 200
+            made_up = {"Authorization": "Bearer made-up-again"}
+            assert client.get(f"{FLAGS}/check/beta", headers=made_up).status_code == 401
+            refused = client.put(f"{FLAGS}/rollout/beta", params={"percentage": 5}, headers=admin)
+            assert refused.status_code == 503
+
+
 def test_a_cut_subscription_is_not_trusted_until_resynchronised(
     mariadb_url: str, redis_prefix: str, raw_redis: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
