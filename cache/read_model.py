@@ -11,11 +11,10 @@ script refuses to apply to it, and reads refuse to answer from it, until it is r
 
 from __future__ import annotations
 
-import itertools
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import orjson
 from aurora_client.events import ChangeEvent
@@ -25,21 +24,27 @@ from cache.keys import Keys, config_field, version_field
 from cache.messages import FeedMessage
 
 Item = dict[str, Any]
+T = TypeVar("T")
 
 NOT_BUILT = -1
 STALE = 0
 DAMAGED = -2
 
-# Every check comes before the first write: Redis does not roll a script back, so a command
+# Every check comes before the first data write: Redis does not roll a script back, so a command
 # failing half-way (XADD refusing an id below the stream's top, say) would leave a change readable
 # but never published. A revision below the feed's newest entry means Redis lost keys of this
-# environment (eviction, a partial restore): DAMAGED, and the caller rebuilds the read model.
+# environment (the counter evicted, a partial restore): the script retires the epoch itself, in
+# the same atomic step (so no instance can retire a newer one), and answers DAMAGED; the caller
+# rebuilds the read model as on a first start.
 _APPLY = """
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then return -1 end
 local current = tonumber(redis.call('GET', KEYS[2]) or '0')
 local top = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)[1]
-if top and tonumber(string.match(top[1], '^%d+')) > current then return -2 end
+if top and tonumber(string.match(top[1], '^%d+')) > current then
+  redis.call('DEL', KEYS[1])
+  return -2
+end
 local version = tonumber(ARGV[3])
 local held = tonumber(redis.call('HGET', KEYS[4], ARGV[2]) or '0')
 if held >= version then return 0 end
@@ -59,7 +64,8 @@ return rev
 
 _SNAPSHOT = """
 return {redis.call('GET', KEYS[1]) or '', redis.call('GET', KEYS[2]) or '0',
-        redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4])}
+        redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]),
+        redis.call('HGETALL', KEYS[5])}
 """
 
 # Swap the staged hashes in, start a new epoch, drop the old epoch's feed, tell subscribers.
@@ -126,6 +132,9 @@ class Snapshot:
     revision: int
     configs: list[Item]
     flags: list[Item]
+    # Every version Redis holds, tombstones of deleted keys included ("c|svc|key" -> 3): a
+    # replica hydrated from it refuses an older change of a deleted key as the script does.
+    versions: dict[str, int] = field(default_factory=dict)
 
 
 def _text(value: bytes | str) -> str:
@@ -134,6 +143,18 @@ def _text(value: bytes | str) -> str:
 
 def _items(flat: list[bytes]) -> list[Item]:
     return [orjson.loads(flat[i + 1]) for i in range(0, len(flat), 2)]
+
+
+def _chunks(pairs: Iterable[tuple[str, T]], size: int = 2000) -> Iterator[dict[str, T]]:
+    """Pairs in dicts of at most `size`: one pipeline each while staging a rebuild."""
+    chunk: dict[str, T] = {}
+    for key, value in pairs:
+        chunk[key] = value
+        if len(chunk) >= size:
+            yield chunk
+            chunk = {}
+    if chunk:
+        yield chunk
 
 
 def _item_field(item: Item, kind: str) -> str:
@@ -157,7 +178,7 @@ class RedisReadModel:
     async def apply(self, event: ChangeEvent) -> int:
         """Apply one change. Returns its feed revision, STALE (0) if Redis already holds this
         version or a newer one, NOT_BUILT (-1) if the environment has no read model, or
-        DAMAGED (-2) if Redis lost part of it (the caller retires the epoch and rebuilds)."""
+        DAMAGED (-2) if Redis lost part of it (the epoch is retired: the caller rebuilds)."""
         k = self.keys.env(event.environment)
         if event.kind == "config":
             field, data = config_field(event.service_name, event.key), k.configs
@@ -198,22 +219,17 @@ class RedisReadModel:
         k = self.keys.env(environment)
         staged = [k.staging(k.configs), k.staging(k.flags), k.staging(k.versions)]
         await self.redis.delete(*staged)
-        deleted = {version_field(t.kind, t.field): t.version for t in tombstones}
-        for start in range(0, len(deleted), 2000):
-            chunk = dict(itertools.islice(deleted.items(), start, start + 2000))
-            await self.redis.hset(staged[2], mapping=chunk)  # type: ignore[arg-type]
+        # Tombstones first: a key deleted and re-created then gets its (higher) live version.
+        for chunk in _chunks((version_field(t.kind, t.field), t.version) for t in tombstones):
+            await self._stage(None, staged[2], {}, chunk)
         for kind, items, target in (("config", configs, staged[0]), ("flag", flags, staged[1])):
-            batch: dict[str, bytes] = {}
-            versions: dict[str, int] = {}
-            for item in items:
-                field = _item_field(item, kind)
-                batch[field] = orjson.dumps(item)
-                versions[version_field(kind, field)] = int(item["version"])
-                if len(batch) >= 2000:
-                    await self._stage(target, staged[2], batch, versions)
-                    batch, versions = {}, {}
-            if batch:
-                await self._stage(target, staged[2], batch, versions)
+            for batch in _chunks((_item_field(item, kind), item) for item in items):
+                await self._stage(
+                    target,
+                    staged[2],
+                    {field: orjson.dumps(item) for field, item in batch.items()},
+                    {version_field(kind, field): int(i["version"]) for field, i in batch.items()},
+                )
         epoch = uuid.uuid4().hex
         result = await self._finish(
             keys=[k.epoch, k.revision, k.configs, k.flags, k.versions, k.feed, *staged],
@@ -225,10 +241,15 @@ class RedisReadModel:
         return epoch
 
     async def _stage(
-        self, data_key: str, versions_key: str, batch: dict[str, bytes], versions: dict[str, int]
+        self,
+        data_key: str | None,
+        versions_key: str,
+        batch: dict[str, bytes],
+        versions: dict[str, int],
     ) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(data_key, mapping=batch)  # type: ignore[arg-type]
+            if data_key is not None:
+                pipe.hset(data_key, mapping=batch)  # type: ignore[arg-type]
             pipe.hset(versions_key, mapping=versions)  # type: ignore[arg-type]
             await pipe.execute()
 
@@ -289,12 +310,13 @@ class RedisReadModel:
 
     async def snapshot(self, environment: str) -> Snapshot:
         k = self.keys.env(environment)
-        epoch, revision, configs, flags = await self._snapshot(
-            keys=[k.epoch, k.revision, k.configs, k.flags]
+        epoch, revision, configs, flags, versions = await self._snapshot(
+            keys=[k.epoch, k.revision, k.configs, k.flags, k.versions]
         )
         if not epoch:
             raise NotBuilt(environment)
-        return Snapshot(_text(epoch), int(revision), _items(configs), _items(flags))
+        held = {_text(versions[i]): int(versions[i + 1]) for i in range(0, len(versions), 2)}
+        return Snapshot(_text(epoch), int(revision), _items(configs), _items(flags), held)
 
     async def replay(self, environment: str, after: int, *, limit: int) -> list[FeedMessage] | None:
         """The feed's messages after revision `after`, or None when the stream no longer holds

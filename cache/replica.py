@@ -88,7 +88,9 @@ class Replica:
     # -- feeding ---------------------------------------------------------------------------
 
     def hydrate(self, environment: str, snapshot: Snapshot) -> None:
-        copy = EnvironmentCopy(epoch=snapshot.epoch, revision=snapshot.revision)
+        copy = EnvironmentCopy(
+            epoch=snapshot.epoch, revision=snapshot.revision, versions=dict(snapshot.versions)
+        )
         for item in snapshot.configs:
             name = config_field(item.get("service_name"), item["config_key"])
             copy.configs[name] = item

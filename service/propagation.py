@@ -134,11 +134,7 @@ class Propagator:
         done: list[int] = []
         for outbox_id, event in pending:
             revision = await self.read_model.apply(event)
-            if revision == DAMAGED:
-                epoch = await self.read_model.epoch(event.environment)
-                if epoch is not None:
-                    await self.rebuild_lost(event.environment, epoch)
-            if revision in (NOT_BUILT, DAMAGED):
+            if revision in (NOT_BUILT, DAMAGED):  # DAMAGED retired the epoch: build it again
                 await self.ensure_built(event.environment)
                 revision = await self.read_model.apply(event)
                 if revision in (NOT_BUILT, DAMAGED):

@@ -140,6 +140,11 @@ class AuroraClient:
         return Status.STALE
 
     @property
+    def loaded(self) -> bool:
+        """True once there is a copy to serve: from the server, a bootstrap or the state file."""
+        return self._cache.loaded
+
+    @property
     def cursor(self) -> str | None:
         """The feed position the local copy reflects: `<epoch>:<revision>`."""
         return self._cache.cursor

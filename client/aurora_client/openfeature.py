@@ -58,10 +58,9 @@ class AuroraProvider(AbstractProvider):
         return Metadata(name="aurora-config")
 
     def initialize(self, evaluation_context: EvaluationContext) -> None:
-        if not self.client.wait_until_ready(self.ready_timeout) and self.client.status in {
-            Status.NOT_READY,
-            Status.ERROR,
-        }:
+        # Refuse to start only with nothing to serve: a client whose token is refused (ERROR)
+        # but which holds a bootstrap or saved state serves it, as STALE (see _not_ready).
+        if not self.client.wait_until_ready(self.ready_timeout) and not self.client.loaded:
             raise ProviderNotReadyError(self.client.last_error or "no state from the server yet")
 
     def _status_changed(self, status: Status) -> None:
@@ -151,7 +150,7 @@ class AuroraProvider(AbstractProvider):
     def _not_ready(self, default: T) -> FlagResolutionDetails[T] | None:
         # Nothing loaded (NOT_READY, or ERROR with nothing to serve). A client in ERROR because
         # its token is refused still serves its bootstrap or saved state, as STALE.
-        if not self.client._cache.loaded:
+        if not self.client.loaded:
             return _error(
                 default, ErrorCode.PROVIDER_NOT_READY, self.client.last_error or "not ready"
             )

@@ -110,6 +110,20 @@ async def test_a_rebuild_keeps_tombstones_and_live_versions_above_them(
     assert await model.apply(flag_event(3)) > 0  # re-created after the tombstone: accepted
 
 
+async def test_a_replica_hydrated_from_redis_knows_its_tombstones(model: RedisReadModel) -> None:
+    """A writer applies its change locally even when Redis found it STALE (read-your-writes);
+    if Redis holds a newer delete, the replica must refuse the older upsert as Redis did."""
+    await model.apply(flag_event(1))
+    await model.apply(flag_event(2, op="delete"))
+    replica = Replica()
+    replica.hydrate(ENV, await model.snapshot(ENV))
+    assert await model.apply(flag_event(1)) == STALE
+    replica.apply_local(flag_event(1), STALE)
+    copy = replica.copy(ENV)
+    assert copy is not None
+    assert "f" not in copy.flags
+
+
 async def test_scopes_are_separate_fields(model: RedisReadModel) -> None:
     await model.apply(config_event(1, "global"))
     await model.apply(config_event(1, "own", service="svc"))
@@ -178,14 +192,24 @@ async def test_a_damaged_model_refuses_the_apply_before_writing_anything(
     await pubsub.subscribe(model.keys.channel)
     await pubsub.get_message(timeout=1)  # the subscribe confirmation
     assert await model.apply(flag_event(2, 20)) == DAMAGED
-    assert (await model.flag(ENV, "f"))["rollout_percentage"] == 10  # type: ignore[index]
+    held = await model.redis.hget(model.keys.env(ENV).flags, "f")
+    assert held is not None
+    assert b'"rollout_percentage":10' in held  # nothing written
     assert await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2) is None
     await pubsub.aclose()
+    assert await model.epoch(ENV) is None  # retired in the same step: applies wait, reads go to SQL
+    assert await model.apply(flag_event(2, 20)) == NOT_BUILT  # waits in the outbox meanwhile
+
+
+async def test_an_epoch_is_retired_only_if_it_is_still_the_one_judged(
+    model: RedisReadModel,
+) -> None:
     epoch = await model.epoch(ENV)
     assert epoch is not None
     assert await model.retire(ENV, "another epoch") is False
+    assert await model.epoch(ENV) == epoch
     assert await model.retire(ENV, epoch) is True
-    assert await model.apply(flag_event(2, 20)) == NOT_BUILT  # waits in the outbox meanwhile
+    assert await model.epoch(ENV) is None
 
 
 async def test_rebuild_swaps_in_a_new_epoch_atomically(model: RedisReadModel) -> None:

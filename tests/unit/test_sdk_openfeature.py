@@ -86,3 +86,21 @@ def test_a_refused_token_still_serves_the_bootstrap_as_stale() -> None:
         .error_code
         is ErrorCode.PROVIDER_NOT_READY
     )
+
+
+def test_a_refused_token_with_a_bootstrap_still_starts_the_provider() -> None:
+    """set_provider_and_wait re-raises what initialize raises: a service booting with its
+    bootstrap while its token is refused must start, serving the bootstrap as STALE."""
+    from openfeature import api  # noqa: PLC0415
+    from openfeature.exception import ProviderNotReadyError  # noqa: PLC0415
+
+    client = AuroraClient("http://127.0.0.1:9", bootstrap=BOOT)
+    client._token_refused = True  # what a 401 leaves behind
+    AuroraProvider(client, ready_timeout=0.01).initialize(EvaluationContext())
+    api.set_provider_and_wait(AuroraProvider(client, ready_timeout=0.01))
+    assert api.get_client().get_integer_details("limit", 0).value == 10
+    with pytest.raises(ProviderNotReadyError):  # nothing to serve: refused
+        AuroraProvider(AuroraClient("http://127.0.0.1:9"), ready_timeout=0.01).initialize(
+            EvaluationContext()
+        )
+    api.clear_providers()
