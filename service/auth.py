@@ -1,17 +1,18 @@
 """Authentication: `Authorization: Bearer <token>` on every /api/v1 request.
 
 Tokens are known by their SHA-256 (the database holds nothing else). Each instance holds every
-active token's hash, reloaded by one query at most every AURORA_TOKEN_CACHE_SECONDS: a warm
-request needs no SQL, and neither does a flood of made-up tokens. A token created or revoked
-through this instance counts at once; through another, or the CLI, within that time. If the
-database is down when a reload is due, the tokens last loaded keep working (reads keep working
-through a database outage). AURORA_ADMIN_TOKEN, when set, is an admin token that lives only in
-the environment; it is compared in constant time. Failed attempts are logged without the token.
+active token's hash and answers from them: no SQL per request, not even for a flood of made-up
+tokens. They are refreshed in the background by one query once AURORA_TOKEN_CACHE_SECONDS have
+passed (requests never wait for it); a token created or revoked through this instance counts at
+once, through another or the CLI within that time. With the database down the tokens last
+loaded keep working. AURORA_ADMIN_TOKEN, when set, is an admin token that lives only in the
+environment; it is compared in constant time. Failed attempts are logged without the token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import time
@@ -41,7 +42,10 @@ class Authenticator:
         self.cache_seconds = cache_seconds
         self._active: dict[str, Principal] | None = None  # token hash -> principal
         self._expires = 0.0
-        self._reloading = asyncio.Lock()
+        self._generation = 0  # bumped by reload(): a load begun before it must not win
+        self._first_load = asyncio.Lock()
+        self._failed_until = 0.0  # no tokens yet and the database down: fail fast until then
+        self._refresh: asyncio.Task[None] | None = None
 
     async def principal(self, authorization: str | None) -> Principal:
         if not self.enabled:
@@ -59,32 +63,57 @@ class Authenticator:
         return principal
 
     async def _lookup(self, token_hash: str) -> Principal | None:
-        if self._active is None or time.monotonic() >= self._expires:
-            await self._reload()
-        assert self._active is not None  # _reload() loads or raises
+        if self._active is None:
+            await self._load_first()
+        elif time.monotonic() >= self._expires and (self._refresh is None or self._refresh.done()):
+            self._refresh = asyncio.create_task(self._refresh_quietly(), name="token-refresh")
+        assert self._active is not None  # loaded, or _load_first raised
         return self._active.get(token_hash)
 
-    async def _reload(self) -> None:
-        async with self._reloading:  # one query however many requests find the tokens due
-            if self._active is not None and time.monotonic() < self._expires:
+    async def _load_first(self) -> None:
+        if time.monotonic() < self._failed_until:
+            raise Unavailable("the API tokens cannot be loaded: the database is unavailable")
+        async with self._first_load:  # one query, however many requests arrive at start
+            if self._active is not None:
                 return
             try:
-                found = await self.store.run(tokens.active)
+                await self._load()
             except Unavailable:
-                if self._active is None:
-                    raise
-                log.warning("cannot reload API tokens (database unavailable); keeping the last")
-                self._expires = time.monotonic() + min(self.cache_seconds, RETRY_SECONDS)
-                return
-            self._active = {
-                token_hash: Principal(name, frozenset(scopes))
-                for token_hash, (name, scopes) in found.items()
-            }
-            self._expires = time.monotonic() + self.cache_seconds
+                self._failed_until = time.monotonic() + RETRY_SECONDS
+                raise
 
-    def forget(self) -> None:
-        """Reload the tokens on the next request (after this instance created or revoked one)."""
-        self._expires = 0.0
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self._load()
+        except Unavailable:
+            log.warning("cannot refresh API tokens (database unavailable); keeping the last")
+            self._expires = time.monotonic() + min(self.cache_seconds, RETRY_SECONDS)
+
+    async def _load(self) -> None:
+        generation = self._generation
+        found = await self.store.run(tokens.active)
+        if generation != self._generation:
+            return  # reload() began after this load did: its answer is the newer one
+        self._active = {
+            token_hash: Principal(name, frozenset(scopes))
+            for token_hash, (name, scopes) in found.items()
+        }
+        self._expires = time.monotonic() + self.cache_seconds
+
+    async def reload(self) -> None:
+        """Load the tokens now: after this instance created or revoked one, it counts at once."""
+        self._generation += 1
+        try:
+            await self._load()
+        except Unavailable:
+            log.warning("cannot reload API tokens (database unavailable); retrying soon")
+            self._expires = 0.0
+
+    async def close(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresh
 
 
 class AuthMiddleware:

@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 from aurora_client.state import JsonValue
 from fastapi import Depends, Header, Path, Query, Request, Response
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
 from service.errors import InvalidInput, Unauthenticated
 from service.etag import IfMatch
@@ -125,23 +127,29 @@ WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 async def documented_query_only(request: Request) -> None:
-    """A write takes exactly the query parameters its OpenAPI operation lists. A write names its
+    """A write takes exactly the query parameters it declares (and documents). A write names its
     scope in the query or the body; a misplaced or misspelt parameter silently ignored would
     make it land elsewhere (`POST /feature-flags/?environment=staging` went to production)."""
     if request.method not in WRITES or not request.query_params:
         return
     route = request.scope.get("route")
-    paths = request.app.openapi()["paths"]  # built once, then cached by FastAPI
-    operation = paths.get(getattr(route, "path_format", None), {}).get(request.method.lower())
-    if operation is None:
+    if not isinstance(route, APIRoute):
         return
-    known = {p["name"] for p in operation.get("parameters", ()) if p["in"] == "query"}
+    known = _query_names(route.dependant)
     unknown = sorted(set(request.query_params) - known)
     if unknown:
         takes = ", ".join(sorted(known)) if known else "none"
         raise InvalidInput(
             f"unknown query parameter {', '.join(map(repr, unknown))}; this endpoint takes {takes}"
         )
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    """The query parameters a route reads, through all its dependencies."""
+    names = {param.alias for param in dependant.query_params}
+    for dependency in dependant.dependencies:
+        names |= _query_names(dependency)
+    return names
 
 
 async def get_principal(request: Request) -> Principal:

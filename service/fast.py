@@ -27,14 +27,11 @@ from service.etag import format_etag
 from service.principal import Principal
 from service.reads import Reads
 from service.routers.stream import stream_response
-from service.schemas import check_key, check_service
+from service.schemas import LAST_EVENT_ID_LENGTH, USER_ID_LENGTH, check_key, check_service
 
 CHECK = "/api/v1/feature-flags/check/"
 STREAM = "/api/v1/stream"
-MAX_SERVICE_NAME = 200  # the route's limits (service/deps.py, service/routers/stream.py)
-MAX_LAST_EVENT_ID = 200
 VALUE = "/api/v1/configurations/value/"
-MAX_USER_ID = 256
 JSON = (b"content-type", b"application/json")
 
 
@@ -80,12 +77,10 @@ class FastReads:
         for name, value in scope["headers"]:
             if name == b"last-event-id" and last_event_id is None:
                 last_event_id = value.decode("latin-1")
-        if last_event_id is not None and len(last_event_id) > MAX_LAST_EVENT_ID:
+        if last_event_id is not None and len(last_event_id) > LAST_EVENT_ID_LENGTH:
             return None
         try:
             if service is not None:
-                if len(service) > MAX_SERVICE_NAME:
-                    return None
                 service = check_service(service)
             response = stream_response(state, environment, service, last_event_id)
         except (ValueError, StreamUnavailable):
@@ -125,7 +120,7 @@ class FastReads:
         reads: Reads, environment: str, raw_key: str, query: dict[str, str]
     ) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
         user_id = query.get("user_id")
-        if user_id is not None and not 0 < len(user_id) <= MAX_USER_ID:
+        if user_id is not None and not 0 < len(user_id) <= USER_ID_LENGTH:
             return None
         # scope["path"] is already percent-decoded, as the router sees it.
         found = await reads.evaluate(environment, check_key(raw_key), user_id)

@@ -12,6 +12,7 @@ from urllib.parse import unquote
 import anyio
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import RedisError
 from sqlalchemy import Engine
 
 from cache.breaker import CircuitBreaker
@@ -204,6 +205,7 @@ class Runtime:
             task.add_done_callback(self._ended)
         with contextlib.suppress(TimeoutError):  # serve anyway: reads fall back to Redis, SQL
             await asyncio.wait_for(self.feed.connected.wait(), settings.replica_wait_seconds)
+        await self._warn_if_redis_may_evict()
         if not settings.auth_enabled:
             log.warning(
                 "AUTHENTICATION IS DISABLED: anyone who can reach this port can change every "
@@ -217,6 +219,26 @@ class Runtime:
             ",".join(settings.environments),
             "live" if self.feed.connected.is_set() else "not yet",
         )
+
+    async def _warn_if_redis_may_evict(self) -> None:
+        """An evicted counter or epoch is noticed and rebuilt, but not an evicted hash of items
+        or versions (404s for keys that exist, tombstones forgotten): the read model needs Redis
+        to keep its keys. Only an allkeys-* policy under a maxmemory evicts keys without a TTL."""
+        if self.settings.redis_url is None:
+            return
+        try:
+            config = await self.redis.config_get("maxmemory*")
+        except (RedisError, OSError):
+            return  # CONFIG is often disabled on managed Redis: nothing to say then
+        # redis-py decodes CONFIG GET into str.
+        policy, limit = str(config.get("maxmemory-policy", "")), str(config.get("maxmemory", "0"))
+        if policy.startswith("allkeys") and limit not in ("", "0"):
+            log.warning(
+                "Redis may evict keys (maxmemory %s, policy %s): the read model needs them all. "
+                "Use maxmemory-policy noeviction (or volatile-*) for Aurora's Redis.",
+                limit,
+                policy,
+            )
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         """The loops catch what they can survive: one that dies of an exception is a bug to see."""
@@ -233,6 +255,7 @@ class Runtime:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT_SECONDS)
+        await self.auth.close()
         for client in (self.redis, self.feed_redis, *self.redis_helpers):
             await client.aclose()
         self.engine.dispose()

@@ -74,6 +74,11 @@ def check_text(text: str) -> str:
     return text
 
 
+#: Request limits a route and the fast path (service/fast.py) must agree on.
+USER_ID_LENGTH = 256
+LAST_EVENT_ID_LENGTH = 200
+
+
 def check_value(value: JsonValue, max_bytes: int) -> JsonValue:
     """Raise ValueError unless `value` is storable JSON within the limits."""
     stack: list[tuple[Any, int]] = [(value, 1)]

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     # loudly at start); a server database runs open only with an explicit AURORA_AUTH=disabled.
     auth: Literal["enabled", "disabled"] | None = None
     admin_token: SecretStr | None = None  # an admin token that lives only in the environment
-    token_cache_seconds: float = Field(default=5.0, ge=0)
+    token_cache_seconds: float = Field(default=5.0, gt=0)
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()  # closed by default
     max_header_bytes: int = Field(default=16 * 1024, ge=1024)
     log_format: Literal["json", "text"] | None = None  # unset: text on SQLite, else JSON

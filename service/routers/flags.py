@@ -23,6 +23,7 @@ from service.deps import (
 from service.routers import API_PREFIX
 from service.routers.responses import WRITTEN, Limit, Offset, shown
 from service.schemas import (
+    USER_ID_LENGTH,
     CheckOut,
     EvaluationOut,
     FlagCreate,
@@ -43,7 +44,9 @@ router = APIRouter(
 Id = Annotated[int, Path(ge=1, le=2**63 - 1, description="feature flag id")]
 UserId = Annotated[
     str | None,
-    Query(min_length=1, max_length=256, description="Without it, only a 100% rollout is on"),
+    Query(
+        min_length=1, max_length=USER_ID_LENGTH, description="Without it, only a 100% rollout is on"
+    ),
 ]
 
 

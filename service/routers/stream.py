@@ -13,6 +13,7 @@ from cache.stream import StreamUnavailable
 from service.deps import ReadableEnv, ServiceQuery
 from service.errors import Unavailable
 from service.routers import API_PREFIX
+from service.schemas import LAST_EVENT_ID_LENGTH
 
 router = APIRouter(prefix=API_PREFIX, tags=["stream"])
 
@@ -37,7 +38,7 @@ async def stream_changes(
     request: Request,
     env: ReadableEnv,
     service: ServiceQuery,
-    last_event_id: Annotated[str | None, Header(max_length=200)] = None,
+    last_event_id: Annotated[str | None, Header(max_length=LAST_EVENT_ID_LENGTH)] = None,
 ) -> EventSourceResponse:
     """The environment's flags, its global configurations and the service's own, live."""
     try:

@@ -17,11 +17,13 @@ router = APIRouter(
     prefix=f"{API_PREFIX}/tokens", tags=["tokens"], dependencies=[Depends(documented_query_only)]
 )
 
-TokenName = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
+TokenName = Annotated[
+    str, Path(min_length=1, max_length=tokens.NAME_LENGTH, pattern=tokens.NAME_PATTERN)
+]
 
 
 class TokenCreate(Body):
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
+    name: str = Field(min_length=1, max_length=tokens.NAME_LENGTH, pattern=tokens.NAME_PATTERN)
     scopes: list[str] = Field(
         min_length=1, max_length=20, description="admin, read, read:<env>, write:<env>"
     )
@@ -56,7 +58,7 @@ async def create_token(
     principal.require_admin()
     scopes = parse_scopes(body.scopes, rules.environments)
     issued = await store.run(tokens.create, name=body.name, scopes=scopes, actor=principal.name)
-    request.app.state.auth.forget()  # usable here at once
+    await request.app.state.auth.reload()  # usable here at once
     return TokenIssued(**_out(issued.token).model_dump(), token=issued.secret)
 
 
@@ -73,5 +75,5 @@ async def revoke_token(
     """Revoke: immediately on this instance, within AURORA_TOKEN_CACHE_SECONDS on the others."""
     principal.require_admin()
     token = await store.run(tokens.revoke, name)
-    request.app.state.auth.forget()
+    await request.app.state.auth.reload()  # refused here at once
     return _out(token)

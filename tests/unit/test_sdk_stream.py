@@ -211,9 +211,11 @@ def test_the_openfeature_provider_emits_stale_on_silence(windows: list[float]) -
 
     def answer(n: int) -> httpx.Response:
         async def body() -> AsyncIterator[bytes]:
-            yield snapshot(heartbeat_seconds=0.05)
+            # Silence means 1 s without a beat, beats come every 10 ms: a stalled loop on a busy
+            # machine cannot pass for silence before the test releases it.
+            yield snapshot(heartbeat_seconds=0.5)
             while not release.is_set():  # the mock server beats until the test releases it
-                yield sse("heartbeat", {"cursor": "e:1", "heartbeat_seconds": 0.05})
+                yield sse("heartbeat", {"cursor": "e:1", "heartbeat_seconds": 0.5})
                 await asyncio.sleep(0.01)
             await asyncio.Event().wait()
 
