@@ -50,16 +50,17 @@ class ConfigRepository:
 
     def list(
         self,
-        env: str | None,
+        environments: Sequence[str] | None,
         service: str | None,
         key_prefix: str | None,
         *,
         limit: int,
         offset: int,
     ) -> tuple[Sequence[Configuration], int]:
+        """`environments`: None for every one."""
         query = select(Configuration)
-        if env is not None:
-            query = query.where(Configuration.environment == env)
+        if environments is not None:
+            query = query.where(Configuration.environment.in_(environments))
         if service is not None:
             query = query.where(Configuration.service_scope == scope_of(service))
         if key_prefix:
@@ -117,11 +118,17 @@ class FlagRepository:
         return self._session.scalar(query.with_for_update() if for_update else query)
 
     def list(
-        self, env: str | None, key_prefix: str | None, *, limit: int, offset: int
+        self,
+        environments: Sequence[str] | None,
+        key_prefix: str | None,
+        *,
+        limit: int,
+        offset: int,
     ) -> tuple[Sequence[FeatureFlag], int]:
+        """`environments`: None for every one."""
         query = select(FeatureFlag)
-        if env is not None:
-            query = query.where(FeatureFlag.environment == env)
+        if environments is not None:
+            query = query.where(FeatureFlag.environment.in_(environments))
         if key_prefix:
             query = query.where(
                 FeatureFlag.flag_key.like(_escape_like(key_prefix) + "%", escape="\\")

@@ -171,10 +171,19 @@ async def readable_environment(
 
 
 async def readable_filter(
-    env: Annotated[str | None, Depends(environment_filter)], principal: PrincipalDep
-) -> str | None:
-    principal.require_read(env)
-    return env
+    rules: RulesDep,
+    env: Annotated[str | None, Depends(environment_filter)],
+    principal: PrincipalDep,
+) -> tuple[str, ...] | None:
+    """The environments a list covers: the one named, else every one (None) for a token that
+    may read them all, else those this token may read (403 only if that is none)."""
+    if env is not None or principal.can_read(None):
+        principal.require_read(env)
+        return None if env is None else (env,)
+    readable = tuple(e for e in rules.environments if principal.can_read(e))
+    if not readable:
+        principal.require_read(None)
+    return readable
 
 
 async def if_match_header(
@@ -188,7 +197,7 @@ async def if_match_header(
 
 EnvQuery = Annotated[str, Depends(environment_query)]
 ReadableEnv = Annotated[str, Depends(readable_environment)]
-ReadableFilter = Annotated[str | None, Depends(readable_filter)]
+ReadableFilter = Annotated[tuple[str, ...] | None, Depends(readable_filter)]
 ServiceQuery = Annotated[str | None, Depends(service_query)]
 KeyPath = Annotated[str, Depends(key_path)]
 IfMatchDep = Annotated[IfMatch | None, Depends(if_match_header)]

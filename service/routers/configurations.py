@@ -66,7 +66,7 @@ async def create_configuration(
 @router.get("/", response_model=PageOut[ConfigOut])
 async def list_configurations(
     store: StoreDep,
-    env: ReadableFilter,
+    environments: ReadableFilter,
     service: ServiceQuery,
     key_prefix: Annotated[str | None, Query(max_length=200)] = None,
     limit: Limit = 100,
@@ -74,7 +74,7 @@ async def list_configurations(
 ) -> PageOut[ConfigOut]:
     page = await store.run(
         configs.list_page,
-        env=env,
+        environments=environments,
         service=service,
         key_prefix=key_prefix,
         limit=limit,

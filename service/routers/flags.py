@@ -72,13 +72,17 @@ async def create_flag(
 @router.get("/", response_model=PageOut[FlagOut])
 async def list_flags(
     store: StoreDep,
-    env: ReadableFilter,
+    environments: ReadableFilter,
     key_prefix: Annotated[str | None, Query(max_length=200)] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> PageOut[FlagOut]:
     page = await store.run(
-        flags.list_page, env=env, key_prefix=key_prefix, limit=limit, offset=offset
+        flags.list_page,
+        environments=environments,
+        key_prefix=key_prefix,
+        limit=limit,
+        offset=offset,
     )
     return PageOut(
         items=[FlagOut.of(f) for f in page.items], total=page.total, limit=limit, offset=offset

@@ -97,14 +97,16 @@ class Page:
 def list_page(
     uow: UnitOfWork,
     *,
-    env: str | None,
+    environments: Sequence[str] | None,
     service: str | None,
     key_prefix: str | None,
     limit: int,
     offset: int,
 ) -> Page:
     with uow:
-        items, total = uow.configs.list(env, service, key_prefix, limit=limit, offset=offset)
+        items, total = uow.configs.list(
+            environments, service, key_prefix, limit=limit, offset=offset
+        )
         return Page(items, total)
 
 

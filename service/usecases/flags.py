@@ -79,10 +79,15 @@ class Page:
 
 
 def list_page(
-    uow: UnitOfWork, *, env: str | None, key_prefix: str | None, limit: int, offset: int
+    uow: UnitOfWork,
+    *,
+    environments: Sequence[str] | None,
+    key_prefix: str | None,
+    limit: int,
+    offset: int,
 ) -> Page:
     with uow:
-        items, total = uow.flags.list(env, key_prefix, limit=limit, offset=offset)
+        items, total = uow.flags.list(environments, key_prefix, limit=limit, offset=offset)
         return Page(items, total)
 
 

@@ -62,7 +62,7 @@ def matrix(ids: dict[str, int]) -> list[tuple[str, str, Any, str, str]]:
     c, f = ids["config"], ids["flag"]
     return [
         ("POST", f"{C}/", {"config_key": "n", "config_value": 1}, "prod-writer", "reader"),
-        ("GET", f"{C}/", None, "reader", "staging-reader"),
+        ("GET", f"{C}/?environment=production", None, "reader", "staging-reader"),
         ("GET", f"{C}/bulk", None, "reader", "staging-reader"),
         ("GET", f"{C}/key/k", None, "reader", "staging-reader"),
         ("PUT", f"{C}/key/k", {"value": 2}, "prod-writer", "staging-writer"),
@@ -72,7 +72,7 @@ def matrix(ids: dict[str, int]) -> list[tuple[str, str, Any, str, str]]:
         ("GET", f"{C}/{c}/history", None, "reader", "staging-reader"),
         ("DELETE", f"{C}/{c}", None, "prod-writer", "staging-writer"),
         ("POST", f"{F}/", {"flag_key": "g"}, "prod-writer", "staging-writer"),
-        ("GET", f"{F}/", None, "reader", "staging-reader"),
+        ("GET", f"{F}/?environment=production", None, "reader", "staging-reader"),
         ("GET", f"{F}/bulk", None, "reader", "staging-reader"),
         ("GET", f"{F}/key/f", None, "reader", "staging-reader"),
         ("GET", f"{F}/evaluate/f?user_id=1", None, "reader", "staging-reader"),
@@ -133,6 +133,27 @@ def test_every_route_refuses_without_a_token_and_with_the_wrong_scope(
                 method, path, json=body, headers={"Authorization": f"Bearer {tokens[allowed]}"}
             )
             assert right.status_code < 400, (method, path, allowed, right.text)
+
+
+def test_a_list_without_an_environment_covers_the_ones_the_token_may_read(
+    secured: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, tokens = secured
+    admin = {"Authorization": f"Bearer {tokens['admin']}"}
+    for environment in ("production", "staging", "development"):
+        body = {"config_key": "k", "config_value": 1, "environment": environment}
+        assert client.post(f"{C}/", json=body, headers=admin).status_code == 201
+        flag = {"flag_key": "f", "environment": environment}
+        assert client.post(f"{F}/", json=flag, headers=admin).status_code == 201
+    staging = {"Authorization": f"Bearer {tokens['staging-reader']}"}
+    for path in (f"{C}/", f"{F}/"):
+        listed = client.get(path, headers=staging).json()
+        assert {item["environment"] for item in listed["items"]} == {"staging"}, path
+        assert listed["total"] == 1
+        everything = client.get(path, headers={"Authorization": f"Bearer {tokens['reader']}"})
+        assert everything.json()["total"] == 3
+        refused = client.get(path, params={"environment": "production"}, headers=staging)
+        assert refused.status_code == 403
 
 
 def test_health_and_metrics_stay_open(secured: tuple[TestClient, dict[str, str]]) -> None:
