@@ -162,25 +162,29 @@ def test_parallel_rollouts_and_toggles_on_one_flag_lose_no_change(store: Store) 
     run(scenario)
 
 
+def upsert(
+    store: Store, service: str | None, key: str, value: int, who: str
+) -> Awaitable[configs.SetResult]:
+    """PUT /configurations/key/{key} without If-Match, as the actor `who`."""
+    return store.run(
+        configs.set_value,
+        env=ENV,
+        service=service,
+        key=key,
+        value=value,
+        description=None,
+        if_match=None,
+        actor=actor(who),
+    )
+
+
 def test_parallel_upserts_of_a_new_key_create_it_once(store: Store) -> None:
     upserts = 10
 
     async def scenario() -> None:
         # Not return_exceptions: any writer failing fails the test.
         results = await asyncio.gather(
-            *(
-                store.run(
-                    configs.set_value,
-                    env=ENV,
-                    service="billing",
-                    key="fresh",
-                    value=i,
-                    description=None,
-                    if_match=None,
-                    actor=actor(f"u{i}"),
-                )
-                for i in range(upserts)
-            )
+            *(upsert(store, "billing", "fresh", i, f"u{i}") for i in range(upserts))
         )
         assert sum(result.created for result in results) == 1
         assert len({result.config.id for result in results}) == 1
@@ -202,16 +206,7 @@ def test_parallel_upserts_of_one_key_keep_global_and_service_values_apart(store:
     async def scenario() -> None:
         results = await asyncio.gather(
             *(
-                store.run(
-                    configs.set_value,
-                    env=ENV,
-                    service=service,
-                    key="limit",
-                    value=i,
-                    description=None,
-                    if_match=None,
-                    actor=actor(f"{service}{i}"),
-                )
+                upsert(store, service, "limit", i, f"{service}{i}")
                 for i in range(5)
                 for service in (None, "billing")
             )
