@@ -43,6 +43,7 @@ class Authenticator:
         self._active: dict[str, Principal] | None = None  # token hash -> principal
         self._expires = 0.0
         self._generation = 0  # bumped by reload(): a load begun before it must not win
+        self._stored_generation = -1  # the generation of the tokens held
         self._first_load = asyncio.Lock()
         self._failed_until = 0.0  # no tokens yet and the database down: fail fast until then
         self._refresh: asyncio.Task[None] | None = None
@@ -88,12 +89,16 @@ class Authenticator:
         except Unavailable:
             log.warning("cannot refresh API tokens (database unavailable); keeping the last")
             self._expires = time.monotonic() + min(self.cache_seconds, RETRY_SECONDS)
+        except Exception:  # a background task: nobody else would see it
+            log.exception("cannot refresh API tokens; keeping the last")
+            self._expires = time.monotonic() + min(self.cache_seconds, RETRY_SECONDS)
 
     async def _load(self) -> None:
         generation = self._generation
         found = await self.store.run(tokens.active)
-        if generation != self._generation:
-            return  # reload() began after this load did: its answer is the newer one
+        if generation < self._stored_generation:
+            return  # a load begun after this one (a reload) already answered: it is newer
+        self._stored_generation = generation
         self._active = {
             token_hash: Principal(name, frozenset(scopes))
             for token_hash, (name, scopes) in found.items()

@@ -101,3 +101,21 @@ async def test_a_failed_refresh_keeps_the_tokens_held() -> None:
     assert (await auth.principal(BEARER)).name == "reader"
     with pytest.raises(Unauthenticated):
         await auth.principal("Bearer made-up")
+
+
+async def test_a_reload_during_the_first_load_leaves_tokens_to_answer_with() -> None:
+    """A token created while the very first load is still waiting for the database: whichever
+    load answers first, requests get an answer, never an empty snapshot."""
+    first_held, reload_held = asyncio.Event(), asyncio.Event()
+    # Both queries wait; each takes the next answer once released.
+    store = Store(first_held, reload_held, READER, READER)
+    auth = authenticator(store)
+    first = asyncio.create_task(auth.principal(BEARER))
+    await asyncio.sleep(0)  # the first load waits on its query
+    reload = asyncio.create_task(auth.reload())
+    await asyncio.sleep(0)  # so does the reload
+    first_held.set()  # the first load answers before the reload does
+    assert (await first).name == "reader"
+    reload_held.set()
+    await reload
+    assert (await auth.principal(BEARER)).name == "reader"
