@@ -42,7 +42,7 @@ export DATABASE_URL="mysql+pymysql://root@127.0.0.1:3306/$DB" REDIS_URL="redis:/
 # --- HTTP throughput: the bare reference, then the service, same uvicorn settings -----------
 BARE_PORT=$(free_port)
 # On the service's own stack (service/__main__.py: uvloop and httptools), so the ratios are fair.
-"$PY" -m uvicorn bench.bare_app:app --host 127.0.0.1 --port "$BARE_PORT" --log-level warning --no-access-log \
+"$PY" -m uvicorn bench.bare_app:app --host 127.0.0.1 --port "$BARE_PORT" --log-level warning --no-access-log --no-server-header \
     --loop uvloop --http httptools &
 PIDS+=($!)
 SERVICE_PORT=$(free_port)

@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         http=_http_protocol(settings.max_header_bytes),
         log_config=None,  # ours (service/logs.py)
         access_log=False,  # one structured line per request comes from service/logs.py
+        server_header=False,  # no "server: uvicorn": nothing to learn about the stack
         timeout_graceful_shutdown=10,
         h11_max_incomplete_event_size=settings.max_header_bytes,  # when h11 is the fallback
     )

@@ -20,6 +20,7 @@ import time
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.errors import Unauthenticated, Unavailable
+from service.headers import header
 from service.principal import ADMIN, ANONYMOUS, BOOTSTRAP_ADMIN, Principal
 from service.problems import render
 from service.store import Store
@@ -132,9 +133,9 @@ class AuthMiddleware:
         if scope["type"] == "http" and scope["path"].startswith(API_PREFIX):
             authenticator: Authenticator | None = getattr(scope["app"].state, "auth", None)
             if authenticator is not None:
-                header = _header(scope, b"authorization")
+                authorization = header(scope, b"authorization")
                 try:
-                    principal = await authenticator.principal(header)
+                    principal = await authenticator.principal(authorization)
                 except (Unauthenticated, Unavailable) as exc:
                     if isinstance(exc, Unauthenticated):
                         client = scope.get("client") or ("?", 0)
@@ -149,10 +150,3 @@ class AuthMiddleware:
                     return
                 scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None

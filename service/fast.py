@@ -24,6 +24,7 @@ from cache.stream import StreamUnavailable
 from service.deps import Rules
 from service.errors import AuroraError
 from service.etag import format_etag
+from service.headers import header
 from service.principal import Principal
 from service.reads import Reads
 from service.routers.stream import stream_response
@@ -73,10 +74,7 @@ class FastReads:
         if principal is None or not principal.can_read(environment):
             return None
         service = query.get("service_name")
-        last_event_id = None
-        for name, value in scope["headers"]:
-            if name == b"last-event-id" and last_event_id is None:
-                last_event_id = value.decode("latin-1")
+        last_event_id = header(scope, b"last-event-id")
         if last_event_id is not None and len(last_event_id) > LAST_EVENT_ID_LENGTH:
             return None
         try:

@@ -22,6 +22,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.headers import header
+
 log = logging.getLogger("service.requests")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -150,8 +152,7 @@ class Observability:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
-        request_id = incoming.decode("latin-1")
+        request_id = header(scope, b"x-request-id") or ""
         if not _REQUEST_ID.fullmatch(request_id):
             request_id = f"{self._prefix}-{next(self._ids):x}"
         status = 500
@@ -178,8 +179,8 @@ class Observability:
         metrics: Metrics | None = getattr(scope["app"].state, "metrics", None)
         if metrics is not None:
             metrics.observe(scope["method"], route, status, seconds)
-        if route in {"/health/live", "/health", "/metrics"}:
-            return  # probes and scrapes would drown the log
+        if route in {"/health/live", "/health", "/metrics"} or not log.isEnabledFor(logging.INFO):
+            return  # probes and scrapes would drown the log; and no line wanted, no line built
         log.info(
             "%s %s %d %.1fms",
             scope["method"],
