@@ -146,6 +146,16 @@ def test_reads_need_no_sql_once_warm(mariadb_url: str, redis_prefix: str) -> Non
         assert app_of(client).state.reads.served["database"] == 0
 
 
+def test_status_shows_the_replicas_revision_and_lag(mariadb_url: str, redis_prefix: str) -> None:
+    with start(mariadb_url, redis_prefix) as client:
+        seed(client)
+        replica = client.get("/status").json()["read_model"]["replica"]["production"]
+        assert replica["trusted"] is True
+        assert (replica["configs"], replica["flags"]) == (2, 1)
+        assert replica["redis_revision"] == replica["revision"] == 3  # three changes applied
+        assert replica["lag"] == 0
+
+
 def test_a_write_is_readable_on_the_same_instance_before_it_answers(
     mariadb_url: str, redis_prefix: str
 ) -> None:
