@@ -3,7 +3,7 @@ what a caller sees when the retries run out."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pymysql
@@ -53,25 +53,27 @@ async def test_a_lost_race_is_run_again(store: Store, code: int, message: str) -
     assert len(attempts) == 3
 
 
-async def test_a_conflict_that_never_ends_is_a_503_after_the_retries(store: Store) -> None:
+def always_failing(error: OperationalError) -> tuple[Callable[[UnitOfWork], None], list[int]]:
+    """A use case that raises `error` on every attempt, and the list its attempts go into."""
     attempts: list[int] = []
 
     def use_case(_uow: UnitOfWork) -> None:
         attempts.append(1)
-        raise server_error(9007, "Write conflict")
+        raise error
 
+    return use_case, attempts
+
+
+async def test_a_conflict_that_never_ends_is_a_503_after_the_retries(store: Store) -> None:
+    use_case, attempts = always_failing(server_error(9007, "Write conflict"))
     with pytest.raises(Unavailable, match="conflicted with concurrent writes 4 times"):
         await store.run(use_case)
     assert len(attempts) == 4  # bounded
 
 
 async def test_other_server_errors_are_not_retried(store: Store) -> None:
-    attempts: list[int] = []
-
-    def use_case(_uow: UnitOfWork) -> None:
-        attempts.append(1)
-        raise server_error(1146, "Table 'aurora.app_configurations' doesn't exist")
-
+    missing = server_error(1146, "Table 'aurora.app_configurations' doesn't exist")
+    use_case, attempts = always_failing(missing)
     with pytest.raises(Unavailable, match="failed to process"):
         await store.run(use_case)
     assert len(attempts) == 1
