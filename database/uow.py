@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Protocol, Self
+from typing import NamedTuple, Protocol, Self
 
 from aurora_client.events import ChangeEvent
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,8 +16,14 @@ from database.repositories import (
     TokenRepository,
 )
 
-#: A committed change and the id of its outbox row.
-Published = tuple[int, ChangeEvent]
+
+class Published(NamedTuple):
+    """A committed change, the id of its outbox row, and its place in its environment's
+    committed sequence (0 for rows written before sequences existed)."""
+
+    outbox_id: int
+    event: ChangeEvent
+    sequence: int
 
 
 class UnitOfWork(Protocol):
@@ -69,7 +75,11 @@ class SqlUnitOfWork:
         self._session.close()
 
     def commit(self) -> None:
+        # Numbered last, right before COMMIT: the environment's sequence row stays locked only
+        # for the outbox insert and the commit itself, not for the whole use case.
+        self.outbox.number_and_add()
         self._session.commit()
         self.published = [
-            (entry.id, ChangeEvent.from_dict(entry.event)) for entry in self.outbox.added
+            Published(entry.id, ChangeEvent.from_dict(entry.event), entry.sequence)
+            for entry in self.outbox.added
         ]

@@ -77,8 +77,9 @@ PROPAGATION_HEADER = "X-Aurora-Propagation"
 
 
 def mark_propagation(response: Response, written: Written[Any]) -> None:
-    """Tell the writer whether every instance can already see the change, or it is pending."""
-    response.headers[PROPAGATION_HEADER] = "complete" if written.propagated else "pending"
+    """Tell the writer whether every instance can already see the change (`complete`), a newer
+    change of the item is there already (`superseded`), or it is on its way (`pending`)."""
+    response.headers[PROPAGATION_HEADER] = written.outcome.value
 
 
 StoreDep = Annotated[Store, Depends(get_store)]

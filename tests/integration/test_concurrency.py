@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import pytest
 
 from database.engine import make_engine
-from database.models import HistoryEntry
+from database.models import Configuration, HistoryEntry
+from database.repositories import HistoryRepository
 from database.uow import UnitOfWork
 from service.errors import AlreadyExists
 from service.principal import ADMIN, Principal
@@ -281,3 +283,53 @@ def test_parallel_creates_of_one_flag_let_exactly_one_win(store: Store) -> None:
     winners = [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
     assert len(winners) == 1, outcomes
     assert all(isinstance(o, AlreadyExists) for o in outcomes if o is not winners[0]), outcomes
+
+
+def test_a_create_racing_a_create_and_delete_never_reuses_a_version(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9, defect 5: B reads "last version 0" for a key; meanwhile A creates it (v1) and
+    deletes it (v2). B's create must not record version 1 again: it would lose to A's tombstone
+    v2 in the read model (404 for an item that exists) and history would show v1 twice."""
+    reading = threading.Event()
+    resume = threading.Event()
+    original = HistoryRepository.last_version
+    calls = itertools.count()
+
+    def paused(self: HistoryRepository, *args: Any) -> int:
+        version = original(self, *args)
+        if next(calls) == 0:  # B's first read only
+            reading.set()
+            assert resume.wait(DEADLINE)
+        return version
+
+    monkeypatch.setattr(HistoryRepository, "last_version", paused)
+
+    def create(name: str, value: int) -> Awaitable[Configuration]:
+        return store.run(
+            configs.create,
+            env=ENV,
+            service=None,
+            key="raced",
+            value=value,
+            description=None,
+            actor=actor(name),
+        )
+
+    async def scenario() -> None:
+        b = asyncio.ensure_future(create("b", 2))
+        assert await asyncio.to_thread(reading.wait, DEADLINE)
+        a = await create("a", 1)
+        await store.run(configs.delete, a.id, if_match=None, actor=actor("a"))
+        resume.set()
+        created = await b
+        assert created.version == 3  # after A's create (1) and delete (2)
+        with store.unit_of_work() as uow:
+            versions = sorted(
+                entry.version
+                for item_id in (a.id, created.id)
+                for entry in uow.history.for_item("config", item_id)
+            )
+        assert versions == [1, 2, 3]
+
+    run(scenario)
