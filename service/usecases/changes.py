@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from aurora_client.events import ChangeEvent
+from aurora_client.state import same_json
 
-from database.models import Configuration, FeatureFlag, same_json, utcnow
+from database.models import Configuration, FeatureFlag, utcnow
 from database.repositories import Action, ItemKind
 from database.uow import UnitOfWork
 from service.etag import IfMatch, check_if_match
