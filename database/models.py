@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aurora_client.state import ConfigState, FlagState
+from aurora_client.state import ConfigState, FlagState, same_json
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -62,14 +62,6 @@ NAMING = {
 Id = BigInteger().with_variant(Integer(), "sqlite")
 # Microsecond timestamps (MySQL's bare DATETIME drops fractions), stored as naive UTC.
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-
-
-def same_json(a: Any, b: Any) -> bool:
-    """Equal as JSON: 1, 1.0 and true are three values, though Python's == calls them one; the
-    order of an object's keys does not matter."""
-    return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(
-        b, option=orjson.OPT_SORT_KEYS
-    )
 
 
 class ExactJSON(JSON):

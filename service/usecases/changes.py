@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from aurora_client.events import ChangeEvent
+from aurora_client.state import same_json
 from sqlalchemy.exc import IntegrityError
 
 from database.engine import ConcurrentWrite
-from database.models import Configuration, FeatureFlag, same_json, utcnow
+from database.models import Configuration, FeatureFlag, utcnow
 from database.repositories import Action, ItemKind
 from database.uow import UnitOfWork
 from service.etag import IfMatch, check_if_match

@@ -103,7 +103,7 @@ def test_parallel_updates_without_if_match_lose_no_change(store: Store) -> None:
         # Every writer committed a version of its own.
         assert sorted(config.version for config in written) == list(range(2, WRITERS + 2))
 
-        history = await store.run(configs.history, created.id)
+        history = await store.run(configs.history, created.id, reader=actor("test"))
         ordered = assert_unbroken(history, ["config_value"])
         assert len(ordered) == WRITERS + 1
         assert sorted(entry.actor for entry in ordered[1:]) == sorted(
@@ -113,7 +113,7 @@ def test_parallel_updates_without_if_match_lose_no_change(store: Store) -> None:
             range(1, WRITERS + 1)
         )
 
-        final = await store.run(configs.get, created.id)
+        final = await store.run(configs.get, created.id, reader=actor("test"))
         assert final.version == WRITERS + 1
         assert final.config_value == ordered[-1].new_state["config_value"]
         assert await store.run(outbox_versions, "config", "counter") == list(range(1, WRITERS + 2))
@@ -148,13 +148,13 @@ def test_parallel_rollouts_and_toggles_on_one_flag_lose_no_change(store: Store) 
         ]
         await asyncio.gather(*itertools.chain.from_iterable(zip(rollouts, toggles, strict=True)))
 
-        history = await store.run(flags.history, flag.id)
+        history = await store.run(flags.history, flag.id, reader=actor("test"))
         ordered = assert_unbroken(history, ["rollout_percentage", "is_enabled"])
         assert len(ordered) == WRITERS + 1
         flips = [e for e in ordered[1:] if e.old_state["is_enabled"] != e.new_state["is_enabled"]]
         assert len(flips) == WRITERS // 2  # every toggle flipped what it found
 
-        final = await store.run(flags.get, flag.id)
+        final = await store.run(flags.get, flag.id, reader=actor("test"))
         assert final.version == WRITERS + 1
         assert final.is_enabled is False  # an even number of flips from off
         assert final.rollout_percentage == ordered[-1].new_state["rollout_percentage"]
@@ -192,7 +192,7 @@ def test_parallel_upserts_of_a_new_key_create_it_once(store: Store) -> None:
         assert len({result.config.id for result in results}) == 1
         config_id = results[0].config.id
 
-        history = await store.run(configs.history, config_id)
+        history = await store.run(configs.history, config_id, reader=actor("test"))
         ordered = assert_unbroken(history, ["config_value"])
         assert [entry.action for entry in ordered] == ["create"] + ["update"] * (upserts - 1)
         creator = next(result for result in results if result.created)
@@ -217,7 +217,9 @@ def test_parallel_upserts_of_one_key_keep_global_and_service_values_apart(store:
         assert set(by_scope) == {None, "billing"}
         assert len(set(by_scope.values())) == 2
         for service, config_id in by_scope.items():
-            ordered = assert_unbroken(await store.run(configs.history, config_id), [])
+            ordered = assert_unbroken(
+                await store.run(configs.history, config_id, reader=actor("test")), []
+            )
             assert len(ordered) == 5
             assert {entry.service_name for entry in ordered} == {service}
 
@@ -250,7 +252,7 @@ def test_parallel_creates_of_one_config_let_exactly_one_win(store: Store) -> Non
         assert all(isinstance(loser, AlreadyExists) for loser in losers), losers
 
         [winner] = winners
-        [entry] = await store.run(configs.history, winner.id)
+        [entry] = await store.run(configs.history, winner.id, reader=actor("test"))
         assert (entry.action, entry.version, entry.actor) == ("create", 1, winner.created_by)
         stored = await store.run(configs.get_by_scope, ENV, None, "once")
         assert (stored.id, stored.config_value) == (winner.id, winner.config_value)
