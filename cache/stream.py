@@ -76,11 +76,17 @@ class Streams:
         self.heartbeat_seconds = heartbeat_seconds
 
     def open(
-        self, environment: str, service_name: str | None, last_event_id: str | None
+        self,
+        environment: str,
+        service_name: str | None,
+        last_event_id: str | None,
+        owner: str | None = None,
     ) -> ChangeStream:
+        """`owner`: the hash of the API token that opens the stream, so that the stream can be
+        closed once the token is revoked (Broadcaster.close_unless)."""
         if self.replica.copy(environment) is None:
             raise StreamUnavailable(environment)
-        subscriber = self.broadcaster.subscribe(environment, service_name)
+        subscriber = self.broadcaster.subscribe(environment, service_name, owner)
         return ChangeStream(self, subscriber, Cursor.parse(last_event_id or ""))
 
 
