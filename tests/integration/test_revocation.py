@@ -13,6 +13,9 @@ stream can only lose its cover by a revocation; the re-check also compares the s
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -119,6 +122,29 @@ def answer(client: TestClient | str, secret: str) -> int:
     if isinstance(client, str):
         return httpx.get(f"{client}{READ}", headers=bearer(secret), timeout=5).status_code
     return client.get(READ, headers=bearer(secret)).status_code
+
+
+def test_a_token_revoked_with_the_cli_is_refused_by_a_running_instance_at_once(
+    database: str, redis_prefix: str
+) -> None:
+    with instance(settings(database, redis_prefix, cache=LONG)) as a:
+        secret = create_token(a)
+        assert answer(a, secret) == 200
+        env = {
+            **os.environ,
+            "DATABASE_URL": database,
+            "REDIS_URL": redis_url(),
+            "AURORA_REDIS_PREFIX": redis_prefix,
+            "AURORA_LOG_FORMAT": "text",
+        }
+        subprocess.run(
+            [sys.executable, "-m", "service", "tokens", "revoke", "svc"],
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        eventually(lambda: answer(a, secret) == 401, 5, "the instance to refuse the token")
 
 
 def test_a_token_revoked_on_one_instance_is_refused_on_the_other_at_once(
