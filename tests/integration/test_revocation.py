@@ -1,7 +1,7 @@
 """Revocation is bounded and immediate where it can be (issue #9, item 3).
 
-Two instances share one MariaDB database and one Redis prefix: in-process apps under TestClient,
-and real server processes where an SSE stream must stay open. A revocation is pushed through
+Two instances share one MariaDB database and one Redis prefix: apps under TestClient, and a
+real uvicorn server (in a thread) where an SSE stream must stay open. A revocation is pushed through
 Redis (refused at once everywhere); without that push every instance still refuses it within
 AURORA_TOKEN_CACHE_SECONDS (the bound), idle periods included, by reloading from the database
 or, with the database down, by asking Redis's record of revocations; only with neither
@@ -16,14 +16,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis
+import uvicorn
 from fastapi.testclient import TestClient
 from httpx_sse import connect_sse
 from sqlalchemy import text
@@ -34,10 +36,9 @@ from database.uow import UnitOfWork
 from service.app import create_app
 from service.settings import Settings
 from service.usecases import tokens
-from tests.backends import REDIS_PORT, redis_url
+from tests.backends import REDIS_DB, REDIS_HOST, REDIS_PORT, redis_url
 from tests.conftest import make_settings
-from tests.e2e.servers import running
-from tests.faults import TcpProxy, proxy_to
+from tests.faults import TcpProxy, free_port, proxy_to
 
 pytestmark = pytest.mark.mariadb
 
@@ -161,6 +162,39 @@ def test_a_token_revoked_on_one_instance_is_refused_on_the_other_at_once(
         eventually(lambda: answer(b, secret) == 401, 5, "B to refuse the token revoked on A")
 
 
+def test_a_subscription_killed_by_redis_comes_back_by_itself(
+    database: str, redis_prefix: str
+) -> None:
+    """Redis drops B's subscription connections (CLIENT KILL, as a restart or a failover does):
+    B subscribes again by itself, and the next revocation reaches it at once."""
+    with (
+        instance(settings(database, redis_prefix, cache=LONG)) as a,
+        instance(settings(database, redis_prefix, cache=LONG)) as b,
+    ):
+        secret = create_token(a)
+        eventually(lambda: answer(b, secret) == 200, 5, "B to know the token")
+        name = f"aurora-feed-{b.app.state.instance}"  # type: ignore[attr-defined]
+        admin = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
+        try:
+
+            def subscriptions() -> set[str]:
+                return {
+                    c["id"] for c in admin.client_list() if c["name"] == name and c["sub"] != "0"
+                }
+
+            killed = subscriptions()
+            assert len(killed) == 2  # the change feed's and the token notices'
+            for client_id in killed:
+                admin.client_kill_filter(_id=client_id)
+            eventually(
+                lambda: len(subscriptions() - killed) == 2, 10, "B to subscribe again by itself"
+            )
+        finally:
+            admin.close()
+        revoke(a)
+        eventually(lambda: answer(b, secret) == 401, 5, "B to refuse the token")
+
+
 def test_with_its_redis_cut_an_instance_refuses_a_revoked_token_within_the_bound_after_idling(
     database: str, redis_prefix: str
 ) -> None:
@@ -253,48 +287,56 @@ def ended_within(events: Iterator[Any], within: float) -> bool:
     return all(time.monotonic() <= deadline for _ in events)
 
 
-def server_env(database_url: str, prefix: str, cache: float) -> dict[str, str]:
-    return {
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url(),
-        "AURORA_REDIS_PREFIX": prefix,
-        "AURORA_AUTH": "enabled",
-        "AURORA_ADMIN_TOKEN": ADMIN_SECRET,
-        "AURORA_TOKEN_CACHE_SECONDS": str(cache),
-    }
+@contextmanager
+def served(settings: Settings) -> Iterator[str]:
+    """A real HTTP server (uvicorn, in a thread of this process) for what TestClient cannot
+    do: keep an SSE stream open while other requests run. Yields its base URL."""
+    port = free_port()
+    app = create_app(settings.model_copy(update={"sse_heartbeat_seconds": 1.0}))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        eventually(lambda: server.started, 20, "the server to start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
 
 
 def test_an_open_stream_of_a_token_revoked_on_another_instance_is_closed_at_once(
-    database: str, redis_prefix: str, tmp_path: Path
+    database: str, redis_prefix: str
 ) -> None:
     with (
-        running(server_env(database, redis_prefix, LONG), tmp_path / "b.log") as b,
+        served(settings(database, redis_prefix, cache=LONG)) as b,
         instance(settings(database, redis_prefix, cache=LONG)) as a,
     ):
         secret = create_token(a)
-        eventually(lambda: answer(b.url, secret) == 200, 5, "B to know the token")
-        with stream(b.url, secret) as events:
+        eventually(lambda: answer(b, secret) == 200, 5, "B to know the token")
+        with stream(b, secret) as events:
             assert next(events).event == "snapshot"
             revoke(a)
             assert ended_within(events, 5), "the stream of the revoked token stayed open"
-        assert answer(b.url, secret) == 401
+        assert answer(b, secret) == 401
 
 
 def test_an_open_stream_is_closed_within_the_bound_when_the_revocation_is_not_pushed(
-    database: str, redis_prefix: str, tmp_path: Path
+    database: str, redis_prefix: str
 ) -> None:
     with (
         proxy_to(REDIS_PORT) as a_redis,
-        running(server_env(database, redis_prefix, BOUND), tmp_path / "b.log") as b,
+        served(settings(database, redis_prefix, cache=BOUND)) as b,
         instance(
             settings(database, redis_prefix, cache=LONG, redis_at=redis_url(port=a_redis.port))
         ) as a,
     ):
         secret = create_token(a)
-        eventually(lambda: answer(b.url, secret) == 200, 5, "B to know the token")
-        with stream(b.url, secret) as events:
+        eventually(lambda: answer(b, secret) == 200, 5, "B to know the token")
+        with stream(b, secret) as events:
             assert next(events).event == "snapshot"
             a_redis.cut()  # A cannot push the revocation: B learns it from the database
             revoke(a)
             assert ended_within(events, BOUND + 5), "the stream of the revoked token stayed open"
-        assert answer(b.url, secret) == 401
+        assert answer(b, secret) == 401

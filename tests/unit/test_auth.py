@@ -134,6 +134,16 @@ async def test_without_the_database_redis_confirms_the_set() -> None:
     await auth.close()
 
 
+async def test_a_subscription_back_after_an_outage_applies_what_redis_recorded_meanwhile() -> None:
+    store = Store(READER, READER)  # the database has not been asked since (its answer is old)
+    auth = authenticator(store, Notices({HASH}))
+    await auth.principal(BEARER)
+    await auth.caught_up()
+    with pytest.raises(Unauthenticated):
+        await auth.principal(BEARER)
+    await auth.close()
+
+
 async def test_a_database_that_does_not_answer_is_not_waited_for(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
