@@ -153,15 +153,21 @@ class Authenticator:
         """Bring the set up to date: from the database, else from Redis's record of
         revocations. False if neither answered (the last set keeps working meanwhile)."""
         started = time.monotonic()
-        try:
-            async with asyncio.timeout(DB_WAIT_SECONDS):
-                await asyncio.shield(self._query())
-            self._confirmed_by("database")
-            return True
-        except (Unavailable, TimeoutError):
-            pass
-        except Exception:  # a task: nobody else would see it
-            log.exception("cannot load API tokens")
+        deadline = asyncio.get_running_loop().time() + DB_WAIT_SECONDS
+        for _ in range(2):
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await asyncio.shield(self._query())
+            except (Unavailable, TimeoutError):
+                break
+            except Exception:  # a task: nobody else would see it
+                log.exception("cannot load API tokens")
+                break
+            if time.monotonic() < self._fresh_until:
+                self._confirmed_by("database")
+                return True
+            # That query began longer ago than the bound (it hung): its answer confirms
+            # nothing now. Ask once more, within the same deadline.
         if self._active is not None and self.notices is not None:
             try:
                 async with asyncio.timeout(REDIS_WAIT_SECONDS):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -220,3 +221,34 @@ async def test_a_reload_during_the_first_load_leaves_tokens_to_answer_with() -> 
     reload_held.set()
     await reload
     assert (await auth.principal(BEARER)).name == "reader"
+
+
+async def test_an_answer_to_a_query_begun_longer_ago_than_the_bound_confirms_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request finds the set older than the bound while a query that hung is still in
+    flight; that query answers at last with the tokens as they were when it began. The request
+    is answered from a query begun now, not from that one."""
+
+    class Clock:
+        offset = 0.0
+
+        @classmethod
+        def monotonic(cls) -> float:
+            return time.monotonic() + cls.offset
+
+    monkeypatch.setattr(auth_module, "time", Clock)
+    held_back = asyncio.Event()
+    store = Store(READER, held_back, READER, REVOKED)
+    auth = authenticator(store)
+    await auth.principal(BEARER)
+    auth._query()  # a reload that hangs
+    await asyncio.sleep(0)
+    Clock.offset = 2 * auth.cache_seconds  # the bound passes while it hangs
+    request = asyncio.create_task(auth.principal(BEARER))
+    await asyncio.sleep(0)  # the request waits for the query in flight
+    held_back.set()  # which answers with the tokens as they were when it began
+    with pytest.raises(Unauthenticated):
+        await request
+    assert store.queries == 3
+    await auth.close()
