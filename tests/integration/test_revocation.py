@@ -61,16 +61,22 @@ def eventually(check: Callable[[], Any], within: float, what: str) -> Any:
         time.sleep(0.02)
 
 
-@pytest.fixture
-def database(mariadb_database: str) -> Iterator[str]:
-    yield mariadb_database
-    engine = make_engine(mariadb_database)
+def empty(database_url: str) -> None:
+    engine = make_engine(database_url)
     try:
         with engine.begin() as conn:
             for table in reversed(Base.metadata.sorted_tables):
                 conn.execute(text(f"DELETE FROM {table.name}"))
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def database(mariadb_database: str) -> Iterator[str]:
+    """The run's database, empty before and after (other tests leave tokens behind)."""
+    empty(mariadb_database)
+    yield mariadb_database
+    empty(mariadb_database)
 
 
 def settings(
