@@ -252,3 +252,18 @@ async def test_an_answer_to_a_query_begun_longer_ago_than_the_bound_confirms_not
         await request
     assert store.queries == 3
     await auth.close()
+
+
+async def test_a_stream_its_token_no_longer_covers_is_closed() -> None:
+    """Scopes cannot be changed through the API or the CLI (revoke and create instead), but the
+    re-check compares them anyway: after an edit in the database, a reload closes the streams
+    the token may no longer read and keeps the others."""
+    staging_only = tokens.Known({HASH: ("reader", ["read:staging"])}, frozenset())
+    broadcaster = Broadcaster()
+    auth = authenticator(Store(READER, staging_only), broadcaster=broadcaster)
+    _, owner = await auth.authenticate(BEARER)
+    production = broadcaster.subscribe("production", None, owner)
+    staging = broadcaster.subscribe("staging", None, owner)
+    await auth.reload()
+    assert (production.closed is not None, staging.closed) == (True, None)
+    await auth.close()
