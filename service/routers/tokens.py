@@ -7,14 +7,23 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request, status
 from pydantic import BaseModel, Field
 
-from service.deps import PrincipalDep, RulesDep, StoreDep, documented_query_only
+from service.deps import (
+    AdminFirstRoute,
+    PrincipalDep,
+    RulesDep,
+    StoreDep,
+    documented_query_only,
+)
 from service.principal import parse_scopes
 from service.routers import API_PREFIX
 from service.schemas import Body, Timestamp
 from service.usecases import tokens
 
 router = APIRouter(
-    prefix=f"{API_PREFIX}/tokens", tags=["tokens"], dependencies=[Depends(documented_query_only)]
+    prefix=f"{API_PREFIX}/tokens",
+    tags=["tokens"],
+    dependencies=[Depends(documented_query_only)],
+    route_class=AdminFirstRoute,  # 403 before the body is read
 )
 
 TokenName = Annotated[

@@ -244,6 +244,17 @@ def test_a_write_the_token_may_not_make_is_refused_before_its_input_is_validated
             method, path, headers=reader | {"Content-Type": "application/json"}, **kind
         )
         assert answer.status_code == 403, (method, path, answer.text)
+    # Tokens are the admin's: anyone else is refused before the body is read.
+    for method, path, body in (
+        ("POST", "/api/v1/tokens/", bad_json),
+        ("POST", "/api/v1/tokens/", {"name": "x y"}),
+        ("DELETE", "/api/v1/tokens/not%20a%20name", None),
+    ):
+        kind = {"content": body} if isinstance(body, bytes) else {"json": body}
+        for token in ("reader", "prod-writer"):
+            h = {"Authorization": f"Bearer {tokens[token]}", "Content-Type": "application/json"}
+            answer = client.request(method, path, headers=h, **kind)
+            assert answer.status_code == 403, (token, method, path, answer.text)
     # A token that may write somewhere: a bad body is a 422, a good one for elsewhere a 403.
     staging = {"Authorization": f"Bearer {tokens['staging-writer']}"}
     assert client.post(f"{C}/", json={"config_value": 1}, headers=staging).status_code == 422
