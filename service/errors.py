@@ -81,9 +81,9 @@ class CommitOutcomeUnknown(Unavailable):
         super().__init__(
             "the connection to the database was lost during COMMIT: the change may or may not "
             "have been applied. Check before sending it again: read the item (GET it by id or "
-            "key) and compare its version with the one it had before your write; one higher "
-            "with your change means it was applied. Sending it again with If-Match set to the "
-            "version you read is safe either way."
+            "key) and compare its version with the one it had before your write: one higher, "
+            "with your change, means it was applied. Sending it again with If-Match set to the "
+            "version it had is safe either way (a create sent again answers 409 if it was)."
         )
 
 
