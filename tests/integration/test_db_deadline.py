@@ -18,6 +18,7 @@ from typing import Any
 import pymysql
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from service.app import create_app
@@ -64,11 +65,15 @@ def service_behind_proxy(database_url: str, prefix: str) -> Iterator[tuple[TestC
             through,
             redis_url=redis_url(),
             redis_prefix=prefix,
-            relay_interval_seconds=0.05,
+            relay_interval_seconds=60,  # no background SQL: these tests count connections
             db_timeout_seconds=TIMEOUT,
         )
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
             yield client, proxy
+
+
+def engine_of(client: TestClient) -> Engine:
+    return client.app.state.store.engine  # type: ignore[attr-defined,no-any-return]
 
 
 def seed(client: TestClient) -> None:
@@ -103,6 +108,9 @@ def test_a_database_that_does_not_answer_is_a_503_within_the_deadline(
                 lambda p=percentage: client.put(f"{FLAGS}/rollout/beta", params={"percentage": p})
             )
             assert_unavailable_in_time(write, elapsed)
+            # The worker thread gave up too (an asyncio timeout around it would have answered
+            # while it still waited on its connection): nothing is left checked out.
+            assert engine_of(client).pool.checkedout() == 0  # type: ignore[attr-defined]
             # Reads keep answering from the replica meanwhile, without waiting on the database.
             read, elapsed = timed(lambda: client.get(f"{FLAGS}/check/beta", params=USER))
             assert read.json() == {"enabled": True}
