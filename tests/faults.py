@@ -4,8 +4,8 @@ It runs its own event loop in a thread, so sync tests (TestClient) and async tes
 use it. The faults, each undone by `restore()` (which listens again on the same port and
 forwards again):
 
-- `cut()`: refused. The listener closes and every open connection is aborted; new connects are
-  refused (a stopped server, a closed port).
+- `cut()`: refused. The listener closes and every open connection is closed at once (a FIN,
+  or a RST if data was unread); new connects are refused (a stopped server, a closed port).
 - `reset()`: new connections are accepted and reset at once (RST), and so is every open one (a
   crashed server behind a load balancer, a firewall rejecting with tcp-reset).
 - `blackhole()`: a partition. New connections are accepted and held, open ones stay open, and
@@ -125,7 +125,10 @@ class TcpProxy:
         if self._server is not None:
             self._server.close()
             self._server = None
-        await self._reset_all()
+        for writer in list(self._writers):
+            with contextlib.suppress(Exception):
+                writer.transport.abort()
+        self._writers.clear()
 
     async def _reset_all(self) -> None:
         for writer in list(self._writers):

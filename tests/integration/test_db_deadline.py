@@ -79,8 +79,15 @@ def engine_of(client: TestClient) -> Engine:
 def seed(client: TestClient) -> None:
     flag = {"flag_key": "beta", "is_enabled": True, "rollout_percentage": 100}
     assert client.post(f"{FLAGS}/", json=flag).status_code == 201
-    assert client.post(f"{CONFIGS}/", json={"config_key": "timeout", "config_value": 1}).status_code
-    eventually(lambda: client.get("/status").json()["outbox"]["pending"] == 0, what="propagated")
+    config = {"config_key": "timeout", "config_value": 1}
+    assert client.post(f"{CONFIGS}/", json=config).status_code == 201
+    replica = client.app.state.replica  # type: ignore[attr-defined]
+
+    def served() -> bool:
+        check = client.get(f"{FLAGS}/check/beta", params=USER)
+        return replica.copy("production") is not None and check.json() == {"enabled": True}
+
+    eventually(served, what="the flag served from a trusted replica")
 
 
 def timed(call: Callable[[], Any]) -> tuple[Any, float]:
