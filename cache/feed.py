@@ -6,6 +6,17 @@ filled from the Redis stream; when the stream cannot fill it, or the epoch chang
 was rebuilt), the replica is re-hydrated from a snapshot and local SSE streams of that environment
 are closed so their clients resynchronise by cursor. While the subscription is down, the replica
 is untrusted (reads go to Redis) and local streams are closed (clients reconnect elsewhere).
+
+Freshness is proven, not assumed: on every (re)connect and every `verify_every` seconds each
+environment's read model is checked against the database (the maintainer's `verify`: the
+database's committed sequence against what Redis recorded as applied). A snapshot is trusted only
+once that check passed, or could not be made because the database does not answer (the read
+model is then served as it is, and `verified` says so). A read model that lost acknowledged
+changes, went back in revisions, or has no epoch is rebuilt.
+
+Nothing blocks the feed: building, waiting for another instance's build, and verifying run as one
+background job per environment. Meanwhile that environment is untrusted (reads go to Redis or SQL,
+its local streams are closed) and every other environment keeps following its changes.
 """
 
 from __future__ import annotations
@@ -15,7 +26,9 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from functools import partial
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -30,6 +43,8 @@ log = logging.getLogger(__name__)
 RECONNECT_BASE_SECONDS = 0.05
 RECONNECT_CAP_SECONDS = 2.0
 CHECK_EVERY_SECONDS = 1.0
+VERIFY_EVERY_SECONDS = 5.0
+PROVE_SECONDS = 2.0  # how long a stream with a cursor from the future waits for a proof
 REPLAY_LIMIT = 5000
 # The subscription's connection answers a PING every check; silent this long, it is dead (a
 # network partition or a dropped NAT entry leaves a socket that neither errs nor delivers).
@@ -37,10 +52,24 @@ SILENT_SECONDS = 3.0
 # Redis ahead of what the subscription brought for this long: fetch the gap from the stream.
 BEHIND_SECONDS = 1.0
 PING = "aurora-feed"
+REGRESSED = "revision_regressed"  # a cause, as the maintainer counts it
+BUILD, VERIFY = "build", "verify"  # the kinds of background job
 
 
 class SubscriptionSilent(ConnectionError):
     """The subscription's connection stopped answering: reconnect."""
+
+
+class Maintainer(Protocol):
+    """What keeps the read model whole (service/propagation.py's Propagator)."""
+
+    async def ensure_built(self, environment: str) -> None: ...
+
+    async def rebuild_lost(self, environment: str, epoch: str, cause: str) -> None: ...
+
+    async def verify(self, environment: str) -> tuple[str, str] | None:
+        """None if the read model holds every acknowledged change, else (epoch, cause)."""
+        ...
 
 
 class ChangeFeed:
@@ -52,50 +81,64 @@ class ChangeFeed:
         broadcaster: Broadcaster,
         environments: Sequence[str],
         *,
-        ensure_built: Callable[[str], Awaitable[None]],
-        rebuild_lost: Callable[[str, str], Awaitable[None]],
+        maintainer: Maintainer,
     ) -> None:
         self.redis = redis  # a client of its own: its connection holds the subscription
         self.read_model = read_model
         self.replica = replica
         self.broadcaster = broadcaster
         self.environments = tuple(environments)
-        self.ensure_built = ensure_built
-        self.rebuild_lost = rebuild_lost
+        self.maintainer = maintainer
         self._behind_since: dict[str, float] = {}  # when Redis got ahead of the feed
         self.check_every = CHECK_EVERY_SECONDS
+        self.verify_every = VERIFY_EVERY_SECONDS
         self.silent_after = SILENT_SECONDS
         self.behind_grace = BEHIND_SECONDS
         self.connected = asyncio.Event()
         self._positions: dict[str, tuple[str, int]] = {}  # last (epoch, revision) handed on
+        self._jobs: dict[str, asyncio.Task[None]] = {}  # one background job per environment
+        self._job_kind: dict[str, str] = {}  # BUILD or VERIFY
+        self._done: set[str] = set()  # environments whose build ended: catch up with Redis
+        self._verified_at: dict[str, float] = {}  # last successful proof against the database
+        self._verify_started: dict[str, float] = {}
+        self._unverifiable: set[str] = set()  # the database could not be asked last time
         self.resyncs = 0
+
+    # -- the loop ------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep the subscription alive until `stop` is set, reconnecting with jittered backoff."""
         failures = 0
-        while not stop.is_set():
-            try:
-                await self._session(stop)
-                failures = 0
-            except (RedisError, OSError, NotBuilt) as exc:
-                failures += 1
-                log.warning("change feed lost (%s: %s); reconnecting", type(exc).__name__, exc)
-            except Exception:
-                # Anything else (the database down during a rebuild, say) must not end the feed
-                # for good: without it this instance never trusts its replica or streams again.
-                failures += 1
-                log.exception("change feed failed; reconnecting")
-            finally:
-                self._lost()
-            cap = min(RECONNECT_CAP_SECONDS, RECONNECT_BASE_SECONDS * 2**failures)
-            delay = random.uniform(0, cap)  # noqa: S311 - jitter, not security
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+        try:
+            while not stop.is_set():
+                try:
+                    await self._session(stop)
+                    failures = 0
+                except (RedisError, OSError, NotBuilt) as exc:
+                    failures += 1
+                    log.warning("change feed lost (%s: %s); reconnecting", type(exc).__name__, exc)
+                except Exception:
+                    # Anything else must not end the feed for good: without it this instance
+                    # never trusts its replica or streams again.
+                    failures += 1
+                    log.exception("change feed failed; reconnecting")
+                finally:
+                    self._lost()
+                cap = min(RECONNECT_CAP_SECONDS, RECONNECT_BASE_SECONDS * 2**failures)
+                delay = random.uniform(0, cap)  # noqa: S311 - jitter, not security
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+        finally:
+            for job in self._jobs.values():
+                job.cancel()
 
     def _lost(self) -> None:
         if self.connected.is_set():
             log.info("change feed disconnected: replica untrusted, local streams closed")
         self.connected.clear()
+        for environment, job in list(self._jobs.items()):
+            if self._job_kind.get(environment) == VERIFY:
+                job.cancel()  # it must not trust a replica after the subscription went
         self.replica.distrust()
         self.broadcaster.close("this instance lost its change feed")
 
@@ -103,8 +146,10 @@ class ChangeFeed:
         async with self.redis.pubsub() as pubsub:
             await pubsub.subscribe(self.read_model.keys.channel)
             # Subscribed first, then caught up: nothing published from here on can be missed.
+            # Every environment is proven against the database again: Redis may have come back
+            # from a restart, a restore or a failover with less than it had.
             for environment in self.environments:
-                await self._catch_up(environment)
+                await self._catch_up(environment, verify=True)
             self.connected.set()
             log.info("change feed live: %s", self.replica.status())
             heard = time.monotonic()
@@ -118,6 +163,8 @@ class ChangeFeed:
                     heard = now  # any message, a PONG included, proves the connection
                     if message["type"] == "message":
                         await self._deliver(FeedMessage.parse(message["data"]))
+                while self._done:
+                    await self._catch_up(self._done.pop(), verify=False)
                 if now >= next_check:
                     if now - heard > self.silent_after:
                         raise SubscriptionSilent(f"no answer for {now - heard:.1f}s")
@@ -126,16 +173,18 @@ class ChangeFeed:
                     next_check = time.monotonic() + self.check_every
 
     async def _deliver(self, message: FeedMessage) -> None:
+        if self._job_kind.get(message.environment) == BUILD:
+            return  # being rebuilt: it catches up from Redis when that ends
         position = self._positions.get(message.environment)
         if position is None:
-            return  # an environment this instance does not serve
+            return  # an environment this instance does not serve (or not built yet)
         epoch, revision = position
         if message.epoch == epoch and message.revision <= revision:
             return  # already handed on (a replayed or duplicate message)
         if message.epoch == epoch and message.revision == revision + 1:
             self._hand_on(message)
         else:
-            await self._catch_up(message.environment)  # a gap, or a new epoch
+            await self._catch_up(message.environment, verify=message.epoch != epoch)
 
     def _hand_on(self, message: FeedMessage) -> None:
         """The next message in sequence: to the replica, then to local streams."""
@@ -143,57 +192,200 @@ class ChangeFeed:
         self.replica.follow(message)
         self.broadcaster.publish(message)
 
-    async def _catch_up(self, environment: str) -> None:
-        """Bring the replica and local streams to Redis's current revision: by replaying the
-        missed messages when the stream still holds them, else from a snapshot."""
-        position = self._positions.get(environment)
-        epoch = await self.read_model.epoch(environment)
-        if epoch is None:
-            await self.ensure_built(environment)
-            epoch = await self.read_model.epoch(environment)
-        if position is not None and position[0] == epoch:
-            missed = await self.read_model.replay(environment, position[1], limit=REPLAY_LIMIT)
-            if missed is not None:
-                for message in missed:
-                    if message.epoch == epoch and message.revision > position[1]:
-                        self._hand_on(message)
-                self.replica.trust(environment)
-                return
-        snapshot = await self.read_model.snapshot(environment)
-        self.replica.hydrate(environment, snapshot)
-        self._positions[environment] = (snapshot.epoch, snapshot.revision)
-        self.resyncs += 1
-        if position is not None:
-            # Local streams may have missed what the snapshot covers: they resynchronise.
-            self.broadcaster.close("the read model was rebuilt; resynchronise", environment)
+    # -- catching up ---------------------------------------------------------------------
 
-    async def _check_positions(self) -> None:
-        """Compare each environment's feed in Redis with what this instance handed on, once a
-        second: notice Redis losing its data (no epoch, or another one), going back in time
-        (a lower revision: restored from an older snapshot, or a failover that dropped writes),
-        and messages the subscription did not bring (Redis ahead for too long)."""
-        for environment in self.environments:
-            position = self._positions.get(environment)
-            epoch, revision = await self.read_model.position(environment)
-            if position is None or epoch != position[0]:
-                log.warning("read model of %s lost or replaced; resynchronising", environment)
-                self._behind_since.pop(environment, None)
-                self.replica.distrust(environment)
-                await self._catch_up(environment)
-            elif revision < position[1]:
+    async def _catch_up(self, environment: str, *, verify: bool) -> None:
+        """Bring the replica and local streams to Redis's current revision: by replaying the
+        missed messages when the stream still holds them, else from a snapshot. With `verify`
+        (a reconnect, a new epoch) the result is trusted only once proven against the database."""
+        if self._job_kind.get(environment) == BUILD:
+            return  # its job brings it back when it ends
+        position = self._positions.get(environment)
+        epoch, revision = await self.read_model.position(environment)
+        if epoch is None:
+            self._untrust(environment, "its read model is missing; building it")
+            self._start(environment, BUILD, partial(self._build, environment))
+            return
+        if position is not None and position[0] == epoch:
+            if revision < position[1]:
+                # Redis went back in time under the same epoch: it lost what this instance saw.
                 log.warning(
                     "read model of %s went back from revision %d to %d; rebuilding",
                     environment,
                     position[1],
                     revision,
                 )
-                self._behind_since.pop(environment, None)
-                self.replica.distrust(environment)
-                await self.rebuild_lost(environment, position[0])
-                await self._catch_up(environment)
+                self._untrust(environment, "its read model went back in time")
+                self._start(
+                    environment, BUILD, partial(self._rebuild_lost, environment, epoch, REGRESSED)
+                )
+                return
+            missed = await self.read_model.replay(environment, position[1], limit=REPLAY_LIMIT)
+            if missed is not None:
+                for message in missed:
+                    if message.epoch == epoch and message.revision > position[1]:
+                        self._hand_on(message)
+                if verify:
+                    self._start(
+                        environment, VERIFY, partial(self._verify, environment, then_trust=True)
+                    )
+                else:
+                    self.replica.trust(environment)
+                return
+        snapshot = await self.read_model.snapshot(environment)
+        self.replica.hydrate(environment, snapshot, trusted=not verify)
+        self._positions[environment] = (snapshot.epoch, snapshot.revision)
+        self.resyncs += 1
+        if position is not None:
+            # Local streams may have missed what the snapshot covers: they resynchronise.
+            self.broadcaster.close("the read model was rebuilt; resynchronise", environment)
+        if verify:
+            self._start(environment, VERIFY, partial(self._verify, environment, then_trust=True))
+
+    def _untrust(self, environment: str, why: str) -> None:
+        """The environment cannot follow right now: reads go to Redis or SQL, and its SSE
+        clients are disconnected (their SDKs show STALE and reconnect)."""
+        self._behind_since.pop(environment, None)
+        self.replica.distrust(environment)
+        self.broadcaster.close(f"{why}; resynchronise", environment)
+
+    # -- background jobs, one per environment ------------------------------------------
+
+    def _start(
+        self, environment: str, kind: str, job: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
+        """Run `job` for the environment in the background. A build is never interrupted nor
+        run twice; any job replaces a verification still running (its answer is outdated)."""
+        running = self._jobs.get(environment)
+        if running is not None:
+            if self._job_kind.get(environment) == BUILD:
+                return
+            running.cancel()
+
+        async def run() -> None:
+            try:
+                await job()
+            finally:
+                if self._jobs.get(environment) is task:
+                    del self._jobs[environment]
+                    if self._job_kind.pop(environment, None) == BUILD:
+                        self._done.add(environment)  # catch up with the rebuilt model
+
+        task = asyncio.create_task(run(), name=f"feed-{kind}-{environment}")
+        self._jobs[environment] = task
+        self._job_kind[environment] = kind
+
+    async def _build(self, environment: str) -> None:
+        try:
+            await self.maintainer.ensure_built(environment)
+        except Exception as exc:
+            log.warning(
+                "cannot build the read model of %s yet (%s: %s); retrying",
+                environment,
+                type(exc).__name__,
+                exc,
+            )
+
+    async def _rebuild_lost(self, environment: str, epoch: str, cause: str) -> None:
+        try:
+            await self.maintainer.rebuild_lost(environment, epoch, cause)
+        except Exception as exc:
+            log.warning(
+                "cannot rebuild the read model of %s yet (%s: %s); retrying",
+                environment,
+                type(exc).__name__,
+                exc,
+            )
+
+    async def _verify(self, environment: str, *, then_trust: bool) -> None:
+        """Prove the read model against the database. A loss found turns this job into a
+        rebuild (the environment is untrusted and its streams closed at once); its catch-up
+        afterwards resynchronises from the new epoch."""
+        self._verify_started[environment] = time.monotonic()
+        try:
+            loss = await self.maintainer.verify(environment)
+        except Exception as exc:
+            if environment not in self._unverifiable:
+                log.warning(
+                    "cannot prove the read model of %s against the database (%s: %s); serving "
+                    "it as it is",
+                    environment,
+                    type(exc).__name__,
+                    exc,
+                )
+            self._unverifiable.add(environment)
+            loss = None
+        else:
+            if environment in self._unverifiable:
+                log.info("read model of %s proven against the database again", environment)
+            self._unverifiable.discard(environment)
+            if loss is None:
+                self._verified_at[environment] = time.monotonic()
+        if loss is not None:
+            epoch, cause = loss
+            self._job_kind[environment] = BUILD
+            self._untrust(environment, "its read model lost acknowledged changes")
+            await self._rebuild_lost(environment, epoch, cause)
+        elif then_trust and environment in self._positions:
+            self.replica.trust(environment)
+
+    async def prove(self, environment: str, within: float = PROVE_SECONDS) -> bool:
+        """Prove the environment's read model against the database now: True if a proof begun
+        after this call found every acknowledged change in it (one proof is shared by all who
+        ask meanwhile). False on a loss (it is being rebuilt), a build under way, a database
+        that does not answer, or no answer within `within` seconds."""
+        asked = time.monotonic()
+        if environment not in self.environments:
+            return False
+        deadline = asked + within
+        while time.monotonic() < deadline:
+            if self._job_kind.get(environment) == BUILD:
+                return False
+            job = self._jobs.get(environment)
+            if job is None:
+                self._start(
+                    environment, VERIFY, partial(self._verify, environment, then_trust=False)
+                )
+                continue
+            await asyncio.wait({job}, timeout=max(0.0, deadline - time.monotonic()))
+            if self._verify_started.get(environment, 0.0) >= asked and not job.cancelled():
+                return self._verified_at.get(environment, 0.0) >= asked
+        return False
+
+    def verification(self, environment: str) -> dict[str, object]:
+        """For /status: when the read model was last proven, and whether it can be now."""
+        at = self._verified_at.get(environment)
+        return {
+            "verified": environment not in self._unverifiable and at is not None,
+            "seconds_since_verified": None if at is None else round(time.monotonic() - at, 3),
+            "database_reachable": environment not in self._unverifiable,
+            "rebuilding": self._job_kind.get(environment) == BUILD,
+        }
+
+    # -- the periodic check ------------------------------------------------------------
+
+    async def _check_positions(self) -> None:
+        """Compare each environment's feed in Redis with what this instance handed on, once a
+        second: notice Redis losing its data (no epoch, or another one), going back in time
+        (a lower revision: restored from an older snapshot, or a failover that dropped writes),
+        and messages the subscription did not bring (Redis ahead for too long). Every
+        `verify_every` seconds, prove each against the database."""
+        now = time.monotonic()
+        for environment in self.environments:
+            if self._job_kind.get(environment) == BUILD:
+                continue
+            position = self._positions.get(environment)
+            epoch, revision = await self.read_model.position(environment)
+            if position is None or epoch != position[0]:
+                if position is not None:
+                    log.warning("read model of %s lost or replaced; resynchronising", environment)
+                    self._untrust(environment, "its read model was replaced")
+                await self._catch_up(environment, verify=True)
+            elif revision < position[1]:
+                await self._catch_up(environment, verify=True)  # went back: it rebuilds
             elif revision > position[1]:
-                since = self._behind_since.setdefault(environment, time.monotonic())
-                if time.monotonic() - since >= self.behind_grace:
+                since = self._behind_since.setdefault(environment, now)
+                if now - since >= self.behind_grace:
                     log.warning(
                         "the subscription did not bring revisions %d..%d of %s; replaying them",
                         position[1] + 1,
@@ -201,6 +393,11 @@ class ChangeFeed:
                         environment,
                     )
                     del self._behind_since[environment]
-                    await self._catch_up(environment)
+                    await self._catch_up(environment, verify=False)
             else:
                 self._behind_since.pop(environment, None)
+                due = now - self._verify_started.get(environment, 0.0) >= self.verify_every
+                if due and environment not in self._jobs:
+                    self._start(
+                        environment, VERIFY, partial(self._verify, environment, then_trust=False)
+                    )

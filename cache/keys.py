@@ -26,10 +26,13 @@ class EnvKeys:
     flags: str  # hash: "<flag key>" -> item JSON
     versions: str  # hash: "c|<field>" / "f|<key>" -> version, kept after deletes (tombstones)
     feed: str  # stream of the last N change messages, for replay by cursor
-    lock: str  # rebuild lock
+    lock: str  # rebuild lock: the builder's fencing token, with a TTL the builder extends
+    applied: str  # the database sequence number up to which every change has been applied
+    ahead: str  # sorted set: sequence numbers applied above `applied` (arrived out of order)
 
-    def staging(self, name: str) -> str:
-        return f"{name}:staging"
+    def staging(self, name: str, token: str) -> str:
+        """Where one builder stages `name`: per builder, so a second one never touches it."""
+        return f"{name}:staging:{token}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,8 @@ class Keys:
             versions=f"{base}:versions",
             feed=f"{base}:feed",
             lock=f"{base}:rebuild-lock",
+            applied=f"{base}:applied",
+            ahead=f"{base}:applied-ahead",
         )
 
     @property

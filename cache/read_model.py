@@ -7,6 +7,12 @@ read model, (c) assigns the next revision of the environment's feed and appends 
 bounded stream for replay, and (d) PUBLISHes it. No subscriber can see a change before it is
 readable. An environment without an epoch key has not been built (or Redis lost its data): the
 script refuses to apply to it, and reads refuse to answer from it, until it is rebuilt.
+
+Every change also carries its number in the environment's committed sequence (kept by the
+database, database/repositories.py). The script records which numbers it has applied, a
+watermark below which all are in plus the few above it that arrived out of order, so the service
+can prove Redis holds every change the database acknowledged (`applied`), whatever way Redis
+came back from a fault (an older snapshot, a lagging replica promoted, an AOF that lost a second).
 """
 
 from __future__ import annotations
@@ -27,8 +33,10 @@ Item = dict[str, Any]
 T = TypeVar("T")
 
 NOT_BUILT = -1
-STALE = 0
+STALE = 0  # Redis already holds exactly this version: applied before (by a relay, say)
 DAMAGED = -2
+SUPERSEDED = -3  # Redis holds a newer version of the item: a later change is already in
+LOST_LOCK = -4  # a rebuild whose lock was taken over: its staged data is discarded
 
 # Every check comes before the first data write: Redis does not roll a script back, so a command
 # failing half-way (XADD refusing an id below the stream's top, say) would leave a change readable
@@ -45,15 +53,33 @@ if top and tonumber(string.match(top[1], '^%d+')) > current then
   redis.call('DEL', KEYS[1])
   return -2
 end
+local seq = tonumber(ARGV[9])
+local function note_applied()
+  if seq <= 0 then return end
+  local watermark = tonumber(redis.call('GET', KEYS[6]) or '-1')
+  if watermark < 0 or seq <= watermark then return end
+  redis.call('ZADD', KEYS[7], seq, seq)
+  local run = watermark
+  while redis.call('ZSCORE', KEYS[7], run + 1) do run = run + 1 end
+  if run > watermark then
+    redis.call('SET', KEYS[6], run)
+    redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', run)
+  end
+end
 local version = tonumber(ARGV[3])
 local held = tonumber(redis.call('HGET', KEYS[4], ARGV[2]) or '0')
-if held >= version then return 0 end
+if held >= version then
+  note_applied()
+  if held == version then return 0 end
+  return -3
+end
 redis.call('HSET', KEYS[4], ARGV[2], version)
 if ARGV[4] == '' then
   redis.call('HDEL', KEYS[3], ARGV[1])
 else
   redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
 end
+note_applied()
 local rev = redis.call('INCR', KEYS[2])
 local msg = '{"environment":"' .. ARGV[8] .. '","epoch":"' .. epoch .. '","revision":' .. rev ..
   ',"event":' .. ARGV[5] .. '}'
@@ -69,18 +95,23 @@ return {redis.call('GET', KEYS[1]) or '', redis.call('GET', KEYS[2]) or '0',
 """
 
 # Swap the staged hashes in, start a new epoch, drop the old epoch's feed, tell subscribers.
-# Refuses (returns -1) if another rebuild already set an epoch meanwhile.
+# Refuses (-1) if another rebuild already set an epoch meanwhile, and (-4) if this builder no
+# longer holds the lock (it stalled past its TTL and another took over: the fencing token). The
+# applied watermark becomes the database sequence the staged items were read at.
 _FINISH_REBUILD = """
+if redis.call('GET', KEYS[10]) ~= ARGV[5] then return -4 end
 if redis.call('EXISTS', KEYS[1]) == 1 and ARGV[4] == 'if-missing' then return -1 end
 for i = 0, 2 do
   local staged, live = KEYS[7 + i], KEYS[3 + i]
   if redis.call('EXISTS', staged) == 1 then
     redis.call('RENAME', staged, live)
+    redis.call('PERSIST', live)
   else
     redis.call('DEL', live)
   end
 end
-redis.call('DEL', KEYS[6])
+redis.call('DEL', KEYS[6], KEYS[12])
+redis.call('SET', KEYS[11], ARGV[6])
 redis.call('SET', KEYS[1], ARGV[1])
 local rev = tonumber(redis.call('GET', KEYS[2]) or '0')
 redis.call('SET', KEYS[2], rev)
@@ -88,6 +119,17 @@ redis.call('PUBLISH', ARGV[2], '{"environment":"' .. ARGV[3] .. '","epoch":"' ..
   '","revision":' .. rev .. ',"event":null}')
 return rev
 """
+
+# The rebuild lock, held with a fencing token: extended only, and released only, by its holder.
+_EXTEND_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+STAGING_TTL_MS = 600_000  # what a builder that died mid-build staged does not stay for ever
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +150,35 @@ class Tombstone:
 
 @dataclass(frozen=True, slots=True)
 class EnvironmentItems:
-    """What a rebuild starts from: the live items of an environment and its tombstones."""
+    """What a rebuild starts from: the live items of an environment and its tombstones, read in
+    one transaction with the environment's committed sequence number they reflect."""
 
     configs: list[Item]
     flags: list[Item]
     tombstones: list[Tombstone]
+    sequence: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """Which of the environment's committed changes the read model holds: every sequence number
+    up to `watermark` (None: the model predates sequence tracking, so nothing is provable),
+    and `ahead`, those above it that were applied out of order."""
+
+    epoch: str | None
+    watermark: int | None
+    ahead: frozenset[int]
+
+    def missing(self, committed: int, waiting: Iterable[int]) -> int:
+        """How many of the changes numbered 1..`committed` are in neither the read model nor
+        `waiting` (the outbox): acknowledged changes that Redis lost. -1 when Redis records
+        more than the database committed (the database went back), which is a loss too."""
+        assert self.watermark is not None
+        if self.watermark > committed:
+            return -1
+        covered = {s for s in self.ahead if self.watermark < s <= committed}
+        covered.update(s for s in waiting if self.watermark < s <= committed)
+        return committed - self.watermark - len(covered)
 
 
 # Retire an epoch whose data Redis lost in part: applies are refused until it is rebuilt.
@@ -124,6 +190,10 @@ return 0
 
 class NotBuilt(Exception):
     """The environment's read model is missing (never built, or Redis lost its data)."""
+
+
+class LostLock(Exception):
+    """A rebuild outlived its lock (another builder took over): nothing of it was swapped in."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,13 +242,17 @@ class RedisReadModel:
         self._snapshot = redis.register_script(_SNAPSHOT)
         self._finish = redis.register_script(_FINISH_REBUILD)
         self._retire = redis.register_script(_RETIRE)
+        self._extend = redis.register_script(_EXTEND_LOCK)
+        self._unlock = redis.register_script(_UNLOCK)
 
     # -- writes ------------------------------------------------------------------------------
 
-    async def apply(self, event: ChangeEvent) -> int:
-        """Apply one change. Returns its feed revision, STALE (0) if Redis already holds this
-        version or a newer one, NOT_BUILT (-1) if the environment has no read model, or
-        DAMAGED (-2) if Redis lost part of it (the epoch is retired: the caller rebuilds)."""
+    async def apply(self, event: ChangeEvent, sequence: int = 0) -> int:
+        """Apply one change, numbered `sequence` in its environment's committed sequence (0:
+        unnumbered). Returns its feed revision, STALE (0) if Redis already holds this version,
+        SUPERSEDED (-3) if it holds a newer one, NOT_BUILT (-1) if the environment has no read
+        model, or DAMAGED (-2) if Redis lost part of it (the epoch is retired: the caller
+        rebuilds). STALE and SUPERSEDED still record the sequence number as applied."""
         k = self.keys.env(event.environment)
         if event.kind == "config":
             field, data = config_field(event.service_name, event.key), k.configs
@@ -186,7 +260,7 @@ class RedisReadModel:
             field, data = event.key, k.flags
         state = b"" if event.state is None else orjson.dumps(event.state)
         result = await self._apply(
-            keys=[k.epoch, k.revision, data, k.versions, k.feed],
+            keys=[k.epoch, k.revision, data, k.versions, k.feed, k.applied, k.ahead],
             args=[
                 field,
                 version_field(event.kind, field),
@@ -196,6 +270,7 @@ class RedisReadModel:
                 self.feed_length,
                 self.keys.channel,
                 event.environment,
+                sequence,
             ],
         )
         return int(result)
@@ -203,54 +278,82 @@ class RedisReadModel:
     async def rebuild(
         self,
         environment: str,
-        configs: Iterable[Item],
-        flags: Iterable[Item],
+        items: EnvironmentItems,
         *,
-        tombstones: Iterable[Tombstone] = (),
-        force: bool,
+        token: str,
+        force: bool = False,
     ) -> str | None:
         """Replace the environment's read model with these items under a new epoch.
 
-        Without `force`, only if the environment has no epoch (and returns None if another
-        instance built it meanwhile). Items are staged under temporary keys and swapped in by
-        one script, so readers never see a half-built model. Tombstones are staged before the
-        items: a key deleted and then re-created keeps its (higher) live version.
+        The caller holds the rebuild lock under `token`: the swap happens only if it still does
+        (else LostLock). Without `force`, only if the environment has no epoch (and returns None
+        if another instance built it meanwhile). Items are staged under keys of this builder's
+        own and swapped in by one script, so readers never see a half-built model. Tombstones
+        are staged before the items: a key deleted and then re-created keeps its (higher) live
+        version.
         """
         k = self.keys.env(environment)
-        staged = [k.staging(k.configs), k.staging(k.flags), k.staging(k.versions)]
+        staged = [k.staging(k.configs, token), k.staging(k.flags, token)]
+        staged.append(k.staging(k.versions, token))
         await self.redis.delete(*staged)
-        # Tombstones first: a key deleted and re-created then gets its (higher) live version.
-        for chunk in _chunks((version_field(t.kind, t.field), t.version) for t in tombstones):
-            await self._stage(None, staged[2], {}, chunk)
-        for kind, items, target in (("config", configs, staged[0]), ("flag", flags, staged[1])):
-            for batch in _chunks((_item_field(item, kind), item) for item in items):
+        for chunk in _chunks((version_field(t.kind, t.field), t.version) for t in items.tombstones):
+            await self._stage(None, staged, {}, chunk)
+        for kind, rows, target in (
+            ("config", items.configs, staged[0]),
+            ("flag", items.flags, staged[1]),
+        ):
+            for batch in _chunks((_item_field(item, kind), item) for item in rows):
                 await self._stage(
                     target,
-                    staged[2],
+                    staged,
                     {field: orjson.dumps(item) for field, item in batch.items()},
                     {version_field(kind, field): int(i["version"]) for field, i in batch.items()},
                 )
         epoch = uuid.uuid4().hex
-        result = await self._finish(
-            keys=[k.epoch, k.revision, k.configs, k.flags, k.versions, k.feed, *staged],
-            args=[epoch, self.keys.channel, environment, "always" if force else "if-missing"],
+        result = int(
+            await self._finish(
+                keys=[
+                    k.epoch,
+                    k.revision,
+                    k.configs,
+                    k.flags,
+                    k.versions,
+                    k.feed,
+                    *staged,
+                    k.lock,
+                    k.applied,
+                    k.ahead,
+                ],
+                args=[
+                    epoch,
+                    self.keys.channel,
+                    environment,
+                    "always" if force else "if-missing",
+                    token,
+                    items.sequence,
+                ],
+            )
         )
-        if int(result) == NOT_BUILT:
+        if result < 0:
             await self.redis.delete(*staged)
+            if result == LOST_LOCK:
+                raise LostLock(environment)
             return None
         return epoch
 
     async def _stage(
         self,
         data_key: str | None,
-        versions_key: str,
+        staged: list[str],
         batch: dict[str, bytes],
         versions: dict[str, int],
     ) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             if data_key is not None:
                 pipe.hset(data_key, mapping=batch)  # type: ignore[arg-type]
-            pipe.hset(versions_key, mapping=versions)  # type: ignore[arg-type]
+            pipe.hset(staged[2], mapping=versions)  # type: ignore[arg-type]
+            for key in staged:
+                pipe.pexpire(key, STAGING_TTL_MS)
             await pipe.execute()
 
     async def retire(self, environment: str, epoch: str) -> bool:
@@ -264,12 +367,35 @@ class RedisReadModel:
             await self.redis.set(self.keys.env(environment).lock, token, nx=True, px=ttl_ms)
         )
 
+    async def extend_lock(self, environment: str, token: str, ttl_ms: int) -> bool:
+        """Keep holding the rebuild lock; False if it expired and another builder has it."""
+        return bool(
+            await self._extend(keys=[self.keys.env(environment).lock], args=[token, ttl_ms])
+        )
+
     async def unlock(self, environment: str, token: str) -> None:
-        key = self.keys.env(environment).lock
-        if (await self.redis.get(key)) == token.encode():
-            await self.redis.delete(key)
+        """Release the lock if this token still holds it (one atomic compare-and-delete)."""
+        await self._unlock(keys=[self.keys.env(environment).lock], args=[token])
+
+    async def lock_holder(self, environment: str) -> str | None:
+        value = await self.redis.get(self.keys.env(environment).lock)
+        return _text(value) if value else None
 
     # -- reads -------------------------------------------------------------------------------
+
+    async def applied(self, environment: str) -> Applied:
+        """Which committed changes the read model holds (see Applied), in one round trip."""
+        k = self.keys.env(environment)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.get(k.epoch)
+            pipe.get(k.applied)
+            pipe.zrange(k.ahead, 0, -1)
+            epoch, watermark, ahead = await pipe.execute()
+        return Applied(
+            _text(epoch) if epoch else None,
+            None if watermark is None else int(watermark),
+            frozenset(int(s) for s in ahead),
+        )
 
     async def epoch(self, environment: str) -> str | None:
         value = await self.redis.get(self.keys.env(environment).epoch)

@@ -87,9 +87,13 @@ class Replica:
 
     # -- feeding ---------------------------------------------------------------------------
 
-    def hydrate(self, environment: str, snapshot: Snapshot) -> None:
+    def hydrate(self, environment: str, snapshot: Snapshot, *, trusted: bool = True) -> None:
+        """Replace the environment's copy; `trusted=False` until its source is proven."""
         copy = EnvironmentCopy(
-            epoch=snapshot.epoch, revision=snapshot.revision, versions=dict(snapshot.versions)
+            epoch=snapshot.epoch,
+            revision=snapshot.revision,
+            versions=dict(snapshot.versions),
+            trusted=trusted,
         )
         for item in snapshot.configs:
             name = config_field(item.get("service_name"), item["config_key"])

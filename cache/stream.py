@@ -10,11 +10,12 @@ replay with a `heartbeat`, so a client that missed nothing learns at once that i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import orjson
 from aurora_client.events import Cursor
+from redis.exceptions import RedisError
 
 from cache.broadcaster import Broadcaster, Subscriber
 from cache.read_model import RedisReadModel
@@ -25,6 +26,15 @@ REPLAY_LIMIT = 5000
 
 class StreamUnavailable(Exception):
     """This instance cannot serve a live stream now (its change feed is down)."""
+
+
+class CursorAhead(StreamUnavailable):
+    """The client's cursor names a revision of the current epoch that Redis does not have: Redis
+    may have lost changes the client saw (restored from an older snapshot, a failover to a
+    lagging replica). Never answered with a snapshot of older data: the read model is proven
+    against the database first, and while that fails (a loss found and being rebuilt under a
+    new epoch, or the database silent) the client stays stale and retries; after the rebuild its
+    old cursor gets a snapshot of the repaired data."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,19 +79,36 @@ class Streams:
         broadcaster: Broadcaster,
         *,
         heartbeat_seconds: float,
+        prove: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.read_model = read_model
         self.replica = replica
         self.broadcaster = broadcaster
         self.heartbeat_seconds = heartbeat_seconds
+        self.prove = prove  # the feed's proof of the read model against the database
 
-    def open(
+    async def open(
         self, environment: str, service_name: str | None, last_event_id: str | None
     ) -> ChangeStream:
-        if self.replica.copy(environment) is None:
+        copy = self.replica.copy(environment)
+        if copy is None:
             raise StreamUnavailable(environment)
+        resume = Cursor.parse(last_event_id or "")
+        if resume is not None and resume.epoch == copy.epoch and resume.revision > copy.revision:
+            # Ahead of this replica: another instance may just be a little further along, or
+            # Redis lost what the client saw. Only Redis can say which.
+            try:
+                head = await self.read_model.revision(environment)
+            except (RedisError, OSError) as exc:
+                raise StreamUnavailable(environment) from exc
+            # Redis may have lost what the client saw: a snapshot is only right once the read
+            # model is proven to hold every acknowledged change (else it is being rebuilt).
+            if resume.revision > head and (self.prove is None or not await self.prove(environment)):
+                raise CursorAhead(environment)
+            if self.replica.copy(environment) is None:
+                raise StreamUnavailable(environment)
         subscriber = self.broadcaster.subscribe(environment, service_name)
-        return ChangeStream(self, subscriber, Cursor.parse(last_event_id or ""))
+        return ChangeStream(self, subscriber, resume)
 
 
 class ChangeStream:

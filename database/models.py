@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aurora_client.state import ConfigState, FlagState
+from aurora_client.state import ConfigState, FlagState, same_json
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -62,14 +62,6 @@ NAMING = {
 Id = BigInteger().with_variant(Integer(), "sqlite")
 # Microsecond timestamps (MySQL's bare DATETIME drops fractions), stored as naive UTC.
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-
-
-def same_json(a: Any, b: Any) -> bool:
-    """Equal as JSON: 1, 1.0 and true are three values, though Python's == calls them one; the
-    order of an object's keys does not matter."""
-    return orjson.dumps(a, option=orjson.OPT_SORT_KEYS) == orjson.dumps(
-        b, option=orjson.OPT_SORT_KEYS
-    )
 
 
 class ExactJSON(JSON):
@@ -247,6 +239,9 @@ class HistoryEntry(Base):
     __tablename__ = "config_history"
     __table_args__ = (
         Index(None, "item_kind", "item_id", "version"),
+        # Unique: a version names one change of one key for ever (migration 0005). Two writers
+        # that both read "last version 0" for a key (a create racing a create-and-delete) cannot
+        # both record version 1: the second one's insert fails, and its use case runs again.
         Index(
             "ix_config_history_scope_key_version",
             "item_kind",
@@ -254,6 +249,7 @@ class HistoryEntry(Base):
             "service_scope",
             "item_key",
             "version",
+            unique=True,
         ),
         TABLE_OPTIONS,
     )
@@ -291,6 +287,25 @@ class OutboxEntry(Base):
     environment: Mapped[str] = mapped_column(String(ENVIRONMENT_LENGTH))
     event: Mapped[Any] = mapped_column(Json)  # aurora_client.events.ChangeEvent.to_dict()
     created_at: Mapped[datetime] = mapped_column(Timestamp)
+    # The change's place in its environment's committed sequence (ChangeSequence); 0 for rows
+    # written before migration 0005.
+    sequence: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # Set when the relay could not apply the row (it cannot be parsed, or Redis refuses it): it
+    # no longer blocks the others, and the read model is rebuilt from the tables instead.
+    quarantined_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class ChangeSequence(Base):
+    """The number of changes ever committed in an environment, bumped in the same transaction
+    as the changes and their outbox rows (one row per environment, locked only from that update
+    to the commit). The Redis read model records which of these it has applied; comparing the
+    two proves it holds every acknowledged change, however Redis came back from a fault."""
+
+    __tablename__ = "change_sequences"
+    __table_args__ = (TABLE_OPTIONS,)
+
+    environment: Mapped[str] = mapped_column(String(ENVIRONMENT_LENGTH), primary_key=True)
+    last_sequence: Mapped[int] = mapped_column(BigInteger)
 
 
 class ApiToken(Base):

@@ -7,11 +7,13 @@ from datetime import datetime
 from typing import Any, Literal
 
 from aurora_client.events import ChangeEvent
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.orm import Session
 
 from database.models import (
     ApiToken,
+    ChangeSequence,
     Configuration,
     FeatureFlag,
     HistoryEntry,
@@ -242,28 +244,100 @@ class OutboxRepository:
         self.added: list[OutboxEntry] = []
 
     def add(self, event: ChangeEvent) -> None:
-        entry = OutboxEntry(
-            environment=event.environment, event=event.to_dict(), created_at=utcnow()
+        """Queue a change; `number_and_add` gives it its sequence number when the unit of work
+        commits."""
+        self.added.append(
+            OutboxEntry(environment=event.environment, event=event.to_dict(), created_at=utcnow())
         )
-        self._session.add(entry)
-        self.added.append(entry)
+
+    def number_and_add(self) -> None:
+        """Number the queued changes in their environments' committed sequences (one locked
+        increment per environment) and insert them. Called by the unit of work's commit."""
+        counts: dict[str, int] = {}
+        for entry in self.added:
+            counts[entry.environment] = counts.get(entry.environment, 0) + 1
+        last = {env: self._advance(env, count) for env, count in counts.items()}
+        for entry in reversed(self.added):
+            entry.sequence = last[entry.environment]
+            last[entry.environment] -= 1
+        self._session.add_all(self.added)
+
+    def _advance(self, environment: str, count: int) -> int:
+        """Add `count` to the environment's sequence (created at `count` if missing) and return
+        the new value. The row stays locked until the transaction ends, so numbers are dense and
+        never handed out twice."""
+        dialect = self._session.get_bind().dialect.name
+        values = {"environment": environment, "last_sequence": count}
+        bumped = ChangeSequence.last_sequence + count
+        if dialect == "sqlite":
+            lite = sqlite.insert(ChangeSequence).values(values)
+            upsert: Any = lite.on_conflict_do_update(
+                index_elements=[ChangeSequence.environment], set_={"last_sequence": bumped}
+            )
+        elif dialect in ("mysql", "mariadb"):
+            upsert = mysql.insert(ChangeSequence).values(values)
+            upsert = upsert.on_duplicate_key_update(last_sequence=bumped)
+        else:  # pragma: no cover - the service runs on SQLite, MySQL, MariaDB and TiDB only
+            raise NotImplementedError(dialect)
+        self._session.execute(upsert)
+        value = self._session.scalar(
+            select(ChangeSequence.last_sequence).where(ChangeSequence.environment == environment)
+        )
+        assert value is not None  # written by the statement above, in this transaction
+        return int(value)
+
+    def committed(self, environment: str) -> tuple[int, list[int]]:
+        """(the environment's last committed sequence number, the numbers of its changes still
+        waiting in the outbox): what the read model must hold, and what it may still miss."""
+        last = self._session.scalar(
+            select(ChangeSequence.last_sequence).where(ChangeSequence.environment == environment)
+        )
+        waiting = self._session.scalars(
+            select(OutboxEntry.sequence).where(
+                OutboxEntry.environment == environment,
+                OutboxEntry.quarantined_at.is_(None),
+                OutboxEntry.sequence > 0,
+            )
+        ).all()
+        return int(last or 0), sorted(waiting)
 
     def pending(self, limit: int) -> Sequence[OutboxEntry]:
         """Oldest first (by time, then id: TiDB ids are unique but not ordered)."""
         return self._session.scalars(
-            select(OutboxEntry).order_by(OutboxEntry.created_at, OutboxEntry.id).limit(limit)
+            select(OutboxEntry)
+            .where(OutboxEntry.quarantined_at.is_(None))
+            .order_by(OutboxEntry.created_at, OutboxEntry.id)
+            .limit(limit)
         ).all()
+
+    def quarantine(self, ids: Sequence[int]) -> None:
+        if ids:
+            self._session.execute(
+                update(OutboxEntry).where(OutboxEntry.id.in_(ids)).values(quarantined_at=utcnow())
+            )
 
     def remove(self, ids: Sequence[int]) -> None:
         if ids:
             self._session.execute(delete(OutboxEntry).where(OutboxEntry.id.in_(ids)))
 
     def backlog(self) -> tuple[int, datetime | None]:
-        """How many changes wait, and since when the oldest has."""
+        """How many changes wait, and since when the oldest has (quarantined rows excluded)."""
         count, oldest = self._session.execute(
-            select(func.count(), func.min(OutboxEntry.created_at))
+            select(func.count(), func.min(OutboxEntry.created_at)).where(
+                OutboxEntry.quarantined_at.is_(None)
+            )
         ).one()
         return int(count or 0), oldest
+
+    def quarantined(self) -> int:
+        return (
+            self._session.scalar(
+                select(func.count())
+                .select_from(OutboxEntry)
+                .where(OutboxEntry.quarantined_at.is_not(None))
+            )
+            or 0
+        )
 
 
 class TokenRepository:

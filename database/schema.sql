@@ -6,7 +6,7 @@
 -- ordered by version and time, never by id.
 -- `python -m service migrate` is the alternative: it applies the Alembic migrations and records
 -- the revision, so later migrations apply on top. A database created from this file can be
--- adopted by Alembic by stamping the latest revision (0004).
+-- adopted by Alembic by stamping the latest revision (0005).
 
 -- Configurations. service_name NULL is the environment's global value; service_scope holds ''
 -- for it, because unique indexes treat NULLs as distinct: two globals with one key must clash.
@@ -69,7 +69,9 @@ CREATE TABLE IF NOT EXISTS config_history (
 
 CREATE INDEX ix_config_history_item_kind_item_id_version
     ON config_history (item_kind, item_id, version);
-CREATE INDEX ix_config_history_scope_key_version
+-- Unique (migration 0005): a version names one change of one key, so a create racing a
+-- create-and-delete of the same key cannot record version 1 twice.
+CREATE UNIQUE INDEX ix_config_history_scope_key_version
     ON config_history (item_kind, environment, service_scope, item_key, version);
 
 -- Transactional outbox (migration 0002): a committed change waiting to be applied to the Redis
@@ -79,10 +81,20 @@ CREATE TABLE IF NOT EXISTS change_outbox (
     environment VARCHAR(64) NOT NULL,
     event JSON NOT NULL,
     created_at DATETIME(6) NOT NULL,
+    sequence BIGINT NOT NULL DEFAULT 0,
+    quarantined_at DATETIME(6) NULL,
     CONSTRAINT pk_change_outbox PRIMARY KEY (id)
 ) DEFAULT CHARSET = utf8mb4;
 
 CREATE INDEX ix_change_outbox_created_at ON change_outbox (created_at);
+
+-- Committed changes per environment (migration 0005), bumped in each change's transaction; the
+-- Redis read model records which it has applied, so a Redis that lost writes is detected.
+CREATE TABLE IF NOT EXISTS change_sequences (
+    environment VARCHAR(64) NOT NULL,
+    last_sequence BIGINT NOT NULL,
+    CONSTRAINT pk_change_sequences PRIMARY KEY (environment)
+) DEFAULT CHARSET = utf8mb4;
 
 -- API tokens (migration 0003): only the SHA-256 of each token is stored.
 CREATE TABLE IF NOT EXISTS api_tokens (

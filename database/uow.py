@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Protocol, Self
+from typing import NamedTuple, Protocol, Self
 
 from aurora_client.events import ChangeEvent
 from sqlalchemy.exc import DBAPIError
@@ -18,8 +18,14 @@ from database.repositories import (
     TokenRepository,
 )
 
-#: A committed change and the id of its outbox row.
-Published = tuple[int, ChangeEvent]
+
+class Published(NamedTuple):
+    """A committed change, the id of its outbox row, and its place in its environment's
+    committed sequence (0 for rows written before sequences existed)."""
+
+    outbox_id: int
+    event: ChangeEvent
+    sequence: int
 
 
 class UnitOfWork(Protocol):
@@ -71,6 +77,9 @@ class SqlUnitOfWork:
         self._session.close()
 
     def commit(self) -> None:
+        # Numbered last, right before COMMIT: the environment's sequence row stays locked only
+        # for the outbox insert and the commit itself, not for the whole use case.
+        self.outbox.number_and_add()
         self._session.flush()  # a statement that fails here changed nothing: only COMMIT is moot
         try:
             self._session.commit()
@@ -79,5 +88,6 @@ class SqlUnitOfWork:
                 raise CommitOutcomeUnknown(str(exc.orig)) from exc
             raise
         self.published = [
-            (entry.id, ChangeEvent.from_dict(entry.event)) for entry in self.outbox.added
+            Published(entry.id, ChangeEvent.from_dict(entry.event), entry.sequence)
+            for entry in self.outbox.added
         ]

@@ -7,6 +7,7 @@ of the fast path's requests per second until this changed).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -77,8 +78,9 @@ PROPAGATION_HEADER = "X-Aurora-Propagation"
 
 
 def mark_propagation(response: Response, written: Written[Any]) -> None:
-    """Tell the writer whether every instance can already see the change, or it is pending."""
-    response.headers[PROPAGATION_HEADER] = "complete" if written.propagated else "pending"
+    """Tell the writer whether every instance can already see the change (`complete`), a newer
+    change of the item is there already (`superseded`), or it is on its way (`pending`)."""
+    response.headers[PROPAGATION_HEADER] = written.outcome.value
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
@@ -184,6 +186,35 @@ async def readable_filter(
     if not readable:
         principal.require_read(None)
     return readable
+
+
+class ScopeFirstRoute(APIRoute):
+    """A route that refuses a write the token may not make (403) before anything of the request
+    is read: before its body is parsed (a malformed JSON body included) or validated, and before
+    any query parameter is, so that a 422 never tells a token what a write it may not make would
+    need (issue 9). A dependency would run too late: FastAPI parses the JSON body first.
+
+    Where the route takes the environment from the query, the token must be able to write that
+    one (the default when it is omitted; a made-up name is one it cannot write). Where the body
+    or the item names it, the token must be able to write some environment; the use case checks
+    the one named, and a by-id write answers 404 for an item the token may not read.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        env_in_query = "environment" in _query_names(self.dependant)
+
+        async def scope_first(request: Request) -> Response:
+            if request.method in WRITES:
+                principal, rules = await get_principal(request), await get_rules(request)
+                if env_in_query:
+                    named = request.query_params.get("environment")
+                    principal.require_write(rules.default_environment if named is None else named)
+                else:
+                    principal.require_some_write(rules.environments)
+            return await handler(request)
+
+        return scope_first
 
 
 async def if_match_header(

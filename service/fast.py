@@ -44,7 +44,7 @@ class FastReads:
         if scope["type"] == "http" and scope["method"] == "GET":
             path: str = scope["path"]
             if path == STREAM:
-                response = self._stream(scope)
+                response = await self._stream(scope)
                 if response is not None:
                     await response(scope, receive, send)
                     return
@@ -60,7 +60,7 @@ class FastReads:
         await self.app(scope, receive, send)
 
     @staticmethod
-    def _stream(scope: Scope) -> EventSourceResponse | None:
+    async def _stream(scope: Scope) -> EventSourceResponse | None:
         """A plainly valid `GET /api/v1/stream`, else None (the route answers, errors too)."""
         state = scope["app"].state
         rules: Rules | None = getattr(state, "rules", None)
@@ -80,7 +80,7 @@ class FastReads:
         try:
             if service is not None:
                 service = check_service(service)
-            response = stream_response(state, environment, service, last_event_id)
+            response = await stream_response(state, environment, service, last_event_id)
         except (ValueError, StreamUnavailable):
             return None
         scope["aurora.route"] = STREAM

@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.headers import header
+from service.propagation import Cause, Outcome
 
 log = logging.getLogger("service.requests")
 
@@ -91,24 +92,42 @@ class _RuntimeCollector(Collector):
         outcomes = CounterMetricFamily(
             "aurora_propagation", "Writes by propagation outcome", labels=["outcome"]
         )
-        for outcome in ("complete", "pending"):
-            outcomes.add_metric([outcome], runtime.propagator.outcomes.get(outcome, 0))
+        for outcome in Outcome:
+            outcomes.add_metric([outcome.value], runtime.propagator.outcomes.get(outcome, 0))
         yield outcomes
         yield CounterMetricFamily(
             "aurora_sse_dropped",
             "SSE subscribers dropped as too slow",
             value=runtime.broadcaster.dropped,
         )
+        rebuilds = CounterMetricFamily(
+            "aurora_read_model_rebuilds", "Read model rebuilds by this instance", labels=["cause"]
+        )
+        losses = CounterMetricFamily(
+            "aurora_read_model_lost_data",
+            "Read models found to lack acknowledged changes (retired by this instance)",
+            labels=["cause"],
+        )
+        for cause in Cause:
+            rebuilds.add_metric([cause.value], runtime.propagator.rebuilds.get(cause, 0))
+            losses.add_metric([cause.value], runtime.propagator.detections.get(cause, 0))
+        yield rebuilds
+        yield losses
         yield CounterMetricFamily(
-            "aurora_read_model_rebuilds",
-            "Read model rebuilds by this instance",
-            value=runtime.propagator.rebuilds,
+            "aurora_outbox_quarantined",
+            "Outbox rows this instance set aside because they cannot be applied",
+            value=runtime.propagator.quarantined,
         )
         subscribers = GaugeMetricFamily(
             "aurora_sse_subscribers", "Open SSE streams", labels=["environment"]
         )
         trusted = GaugeMetricFamily(
             "aurora_replica_trusted", "1 while the replica is trusted", labels=["environment"]
+        )
+        verified = GaugeMetricFamily(
+            "aurora_read_model_verified",
+            "1 while the read model is proven to hold every acknowledged change",
+            labels=["environment"],
         )
         lag = GaugeMetricFamily(
             "aurora_replica_lag_revisions",
@@ -119,10 +138,12 @@ class _RuntimeCollector(Collector):
         for environment, copy in runtime.replica.status().items():
             subscribers.add_metric([environment], counts.get(environment, 0))
             trusted.add_metric([environment], 1 if copy["trusted"] else 0)
+            proof = runtime.feed.verification(environment)
+            verified.add_metric([environment], 1 if proof["verified"] else 0)
             head = self.metrics.probes.get(f"revision:{environment}")
             if head is not None:
                 lag.add_metric([environment], head - copy["revision"])
-        yield from (subscribers, trusted, lag)
+        yield from (subscribers, trusted, verified, lag)
         yield GaugeMetricFamily(
             "aurora_feed_connected",
             "1 while the change subscription is live",

@@ -40,6 +40,11 @@ class Principal:
         if not self.can_write(environment):
             raise Forbidden(f"token {self.name!r} may not change environment {environment!r}")
 
+    def require_some_write(self, environments: Iterable[str]) -> None:
+        """For a write whose environment is not known yet (it is in the body, or the item's)."""
+        if not any(self.can_write(environment) for environment in environments):
+            raise Forbidden(f"token {self.name!r} may not change any environment")
+
     def require_read(self, environment: str | None) -> None:
         if not self.can_read(environment):
             where = "every environment" if environment is None else f"environment {environment!r}"

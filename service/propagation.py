@@ -1,18 +1,25 @@
-"""From a committed change to every instance: immediate apply, outbox relay, rebuilds.
+"""From a committed change to every instance: immediate apply, outbox relay, proof, rebuilds.
 
-A write commits its change and an outbox row in one transaction (service/usecases/changes.py).
-Then `Propagator.write` applies the change to Redis at once (and to this instance's replica, so
-the writer reads its own write), waiting at most AURORA_PROPAGATION_WAIT_SECONDS, and reports
-whether propagation is complete. Whatever did not make it (Redis down, a timeout, the process
-dying between commit and apply) stays in the outbox: every instance runs `relay`, which applies
-pending rows in order and deletes them. Applies are compare-and-set by version, so several relays
-and the immediate path may apply the same change without harm.
+A write commits its change and an outbox row in one transaction (service/usecases/changes.py),
+numbered in its environment's committed sequence. Then `Propagator.write` applies the change to
+Redis at once (and to this instance's replica, so the writer reads its own write), waiting at
+most AURORA_PROPAGATION_WAIT_SECONDS, and reports the outcome: `complete`, `superseded` (Redis
+already holds a newer version of the item) or `pending`. Whatever did not make it (Redis down, a
+timeout, the process dying between commit and apply) stays in the outbox: every instance runs
+`relay`, which applies pending rows in order and deletes them. Applies are compare-and-set by
+version, so several relays and the immediate path may apply the same change without harm.
+
+`verify` proves the read model holds every acknowledged change: the database's committed
+sequence, less what still waits in the outbox, against the sequence numbers Redis recorded as
+applied. A Redis that came back with less (an older snapshot, a promoted lagging replica, an
+AOF that lost its last second) is rebuilt from the database under a new epoch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import uuid
 from collections import Counter
@@ -20,9 +27,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Concatenate, Generic, ParamSpec, TypeVar
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
-from cache.read_model import DAMAGED, NOT_BUILT, RedisReadModel
+from cache.read_model import DAMAGED, NOT_BUILT, SUPERSEDED, LostLock, RedisReadModel
 from cache.replica import Replica
 from database.uow import Published, UnitOfWork
 from service.errors import Unavailable
@@ -35,14 +42,42 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 RELAY_BATCH = 200
-REBUILD_LOCK_MS = 120_000
-REBUILD_WAIT_SECONDS = 60.0
+# The rebuild lock lives this long unless its builder extends it (every third of it): a builder
+# that died is taken over within LOCK_TTL + LOCK_POLL (the issue's bound is 10 s).
+REBUILD_LOCK_MS = 5_000
+LOCK_POLL_SECONDS = 0.1
+# How long one ensure_built waits for another instance's build before giving up (the feed then
+# tries again on its next check; the environment stays untrusted meanwhile).
+REBUILD_WAIT_SECONDS = 120.0
+
+
+class Outcome(enum.StrEnum):
+    """What a write's `X-Aurora-Propagation` says."""
+
+    COMPLETE = "complete"  # in Redis and in this instance's replica
+    SUPERSEDED = "superseded"  # committed; Redis already holds a newer version of the item
+    PENDING = "pending"  # committed; the outbox relay will apply it
+
+
+class Cause(enum.StrEnum):
+    """Why a read model was (re)built, for logs and /metrics."""
+
+    MISSING = "missing"  # no epoch: first start, or Redis restarted without its data
+    LOST_WRITES = "lost_writes"  # Redis lacks changes the database acknowledged
+    UNRECORDED = "unrecorded"  # a model from before sequence tracking: nothing is provable
+    DATABASE_BEHIND = "database_behind"  # Redis records more changes than the database has
+    REVISION_REGRESSED = "revision_regressed"  # the feed's revision went back
+    DAMAGED = "damaged"  # the apply script found its counter behind its stream
 
 
 @dataclass(frozen=True, slots=True)
 class Written(Generic[T]):
     value: T
-    propagated: bool  # False: committed, and on its way through the outbox relay
+    outcome: Outcome
+
+    @property
+    def propagated(self) -> bool:
+        return self.outcome is not Outcome.PENDING
 
 
 class Propagator:
@@ -62,8 +97,11 @@ class Propagator:
         self.relay_interval = relay_interval
         self._poke = asyncio.Event()
         self._building: dict[str, asyncio.Lock] = {}
-        self.rebuilds = 0
-        self.outcomes: Counter[str] = Counter()  # complete / pending, for /metrics
+        self.rebuilds: Counter[str] = Counter()  # by Cause, for /metrics
+        self.detections: Counter[str] = Counter()  # lost data noticed, by Cause
+        self.outcomes: Counter[str] = Counter()  # by Outcome, for /metrics
+        self.quarantined = 0  # outbox rows set aside by this instance's relay
+        self.lock_takeovers = 0
 
     async def write(
         self,
@@ -73,14 +111,14 @@ class Propagator:
     ) -> Written[T]:
         """Run a write use case; once committed, propagate its changes (briefly waited for)."""
         value, published = await self.store.run_and_publish(use_case, *args, **kwargs)
-        propagated = await self.propagate(published)
+        outcome = await self.propagate(published)
         if published:
-            self.outcomes["complete" if propagated else "pending"] += 1
-        return Written(value, propagated)
+            self.outcomes[outcome] += 1
+        return Written(value, outcome)
 
-    async def propagate(self, published: Sequence[Published]) -> bool:
+    async def propagate(self, published: Sequence[Published]) -> Outcome:
         if not published:
-            return True
+            return Outcome.COMPLETE
         try:
             async with asyncio.timeout(self.wait):
                 applied = await self._apply(published)
@@ -89,26 +127,30 @@ class Propagator:
             applied = None
         if applied is None:
             self._poke.set()
-            return False
+            return Outcome.PENDING
         try:
-            await self.store.run(outbox.forget, applied)
+            await self.store.run(outbox.forget, [change.outbox_id for change in published])
         except Unavailable:
             log.info("applied, but the outbox rows stay until the database answers")
-        return True
+        return applied
 
-    async def _apply(self, published: Sequence[Published]) -> list[int] | None:
-        """Apply in order; the outbox ids done, or None if the read model is not built (or
-        damaged: the relay rebuilds it)."""
-        done: list[int] = []
-        for outbox_id, event in published:
-            revision = await self.read_model.apply(event)
+    async def _apply(self, published: Sequence[Published]) -> Outcome | None:
+        """Apply in order; the outcome, or None if the read model is not built (or damaged:
+        the feed rebuilds it, and the relay applies the rows then)."""
+        outcome = Outcome.COMPLETE
+        for change in published:
+            revision = await self.read_model.apply(change.event, change.sequence)
             if revision in (NOT_BUILT, DAMAGED):
                 return None
-            # STALE (0): a relay applied it first, and the feed may not have brought it here
-            # yet. The replica applies by version, so the writer reads its own write either way.
-            self.replica.apply_local(event, revision)
-            done.append(outbox_id)
-        return done
+            if revision == SUPERSEDED:
+                # A newer version is in Redis already: what this write set is not what readers
+                # see, so it is not reported complete.
+                outcome = Outcome.SUPERSEDED
+                continue
+            # STALE (0): a relay applied exactly this version first, and the feed may not have
+            # brought it here yet. The replica applies by version: read-your-writes either way.
+            self.replica.apply_local(change.event, revision)
+        return outcome
 
     # -- the relay -----------------------------------------------------------------------
 
@@ -129,70 +171,144 @@ class Propagator:
                 log.exception("relay round failed; retrying")
 
     async def relay_once(self) -> int:
-        """Apply one batch of pending changes; returns how many were pending."""
-        pending = await self.store.run(outbox.pending, RELAY_BATCH)
+        """Apply one batch of pending changes; returns how many rows were pending.
+
+        An environment whose read model is missing or damaged is skipped (its rows wait for the
+        feed's rebuild; the others go on). A row that cannot be read, or that Redis refuses, is
+        quarantined: logged, counted, and no longer in anyone's way."""
+        batch = await self.store.run(outbox.pending, RELAY_BATCH)
         done: list[int] = []
-        for outbox_id, event in pending:
-            revision = await self.read_model.apply(event)
-            if revision in (NOT_BUILT, DAMAGED):  # DAMAGED retired the epoch: build it again
-                await self.ensure_built(event.environment)
-                revision = await self.read_model.apply(event)
-                if revision in (NOT_BUILT, DAMAGED):
-                    break
-            done.append(outbox_id)
+        bad = list(batch.unreadable)
+        unbuilt: set[str] = set()
+        for change in batch.changes:
+            environment = change.event.environment
+            if environment in unbuilt:
+                continue  # keep this environment's order: nothing after a refused row
+            try:
+                revision = await self.read_model.apply(change.event, change.sequence)
+            except ResponseError as exc:  # the script refused this row's data
+                log.error("outbox row %d refused by Redis: %s", change.outbox_id, exc)
+                bad.append(change.outbox_id)
+                continue
+            if revision in (NOT_BUILT, DAMAGED):
+                unbuilt.add(environment)
+                continue
+            done.append(change.outbox_id)
         if done:
             await self.store.run(outbox.forget, done)
             log.debug("relay applied %d pending changes", len(done))
-        return len(pending)
+        if bad:
+            await self.store.run(outbox.quarantine, bad)
+            self.quarantined += len(bad)
+            log.error("quarantined %d outbox rows that cannot be applied: %s", len(bad), bad)
+        return len(batch.changes) + len(batch.unreadable)
 
-    # -- rebuilds ------------------------------------------------------------------------
+    # -- proof and rebuilds --------------------------------------------------------------
 
-    async def ensure_built(self, environment: str) -> None:
-        """Build the environment's read model from the database if Redis has none (first
-        start, or Redis lost its data). One instance builds, under a Redis lock; the others
-        wait for its epoch. Applies are refused while there is no epoch, so none is lost."""
+    async def verify(self, environment: str) -> tuple[str, str] | None:
+        """Prove the environment's read model holds every change the database acknowledged.
+        None if it does (or there is no model yet: it gets built), else (its epoch, the cause):
+        the caller untrusts it and calls `rebuild_lost`.
+
+        The database is asked first: whatever it counts as applied (committed, not waiting in
+        the outbox) was applied before its outbox row went, so Redis must hold it now. Raises
+        Unavailable when the database cannot be asked (the read model is then served as is)."""
+        committed, waiting = await self.store.run(outbox.committed, environment)
+        applied = await self.read_model.applied(environment)
+        if applied.epoch is None:
+            return None
+        if applied.watermark is None:
+            log.warning("read model of %s records no applied sequence; rebuilding", environment)
+            return applied.epoch, Cause.UNRECORDED
+        missing = applied.missing(committed, waiting)
+        if missing == 0:
+            return None
+        log.warning(
+            "read model of %s: %s (database sequence %d, Redis complete up to %d)",
+            environment,
+            f"{missing} acknowledged changes missing" if missing > 0 else "ahead of the database",
+            committed,
+            applied.watermark,
+        )
+        return applied.epoch, Cause.DATABASE_BEHIND if missing < 0 else Cause.LOST_WRITES
+
+    async def ensure_built(self, environment: str, cause: str = Cause.MISSING) -> None:
+        """Build the environment's read model from the database if Redis has none. One
+        instance builds, under a lock it extends while it works; the others poll for the epoch
+        and take the lock over when its holder stops extending it (died, or cut off). Applies
+        are refused while there is no epoch, so none is lost. Raises TimeoutError after
+        REBUILD_WAIT_SECONDS of waiting (the caller tries again later)."""
         lock = self._building.setdefault(environment, asyncio.Lock())
         async with lock:
-            if await self.read_model.epoch(environment) is not None:
-                return
-            token = uuid.uuid4().hex
-            if await self.read_model.lock(environment, token, REBUILD_LOCK_MS):
-                try:
-                    await self._rebuild(environment)
-                finally:
-                    await self.read_model.unlock(environment, token)
-                self._poke.set()  # changes refused while there was no epoch
-                return
-            async with asyncio.timeout(REBUILD_WAIT_SECONDS):
-                # Another process is building it: only Redis can tell us when it is done.
-                while await self.read_model.epoch(environment) is None:  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + REBUILD_WAIT_SECONDS
+            waited_on: str | None = None
+            while await self.read_model.epoch(environment) is None:
+                token = uuid.uuid4().hex
+                if await self.read_model.lock(environment, token, REBUILD_LOCK_MS):
+                    if waited_on is not None:
+                        self.lock_takeovers += 1
+                        log.warning(
+                            "took over the rebuild of %s from a silent builder", environment
+                        )
+                    try:
+                        await self._build_holding(environment, token, cause)
+                    finally:
+                        await self.read_model.unlock(environment, token)
+                    self._poke.set()  # changes refused while there was no epoch
+                    continue
+                waited_on = waited_on or await self.read_model.lock_holder(environment)
+                if loop.time() >= deadline:
+                    raise TimeoutError(f"no read model of {environment} after waiting")
+                await asyncio.sleep(LOCK_POLL_SECONDS)
 
-    async def rebuild_lost(self, environment: str, epoch: str) -> None:
-        """Redis lost data it had acknowledged under `epoch` (restored from an older snapshot, a
-        failover that dropped writes, evicted keys): changes whose outbox rows are gone are
-        missing from it. Retire the epoch, so applies wait in the outbox and reads go to SQL,
+    async def rebuild_lost(self, environment: str, epoch: str, cause: str) -> None:
+        """Redis lost data it had acknowledged under `epoch`: changes whose outbox rows are gone
+        are missing from it. Retire the epoch, so applies wait in the outbox and reads go to SQL,
         and rebuild from the database as on a first start. Only one instance retires it."""
         if await self.read_model.retire(environment, epoch):
-            log.warning("read model of %s lost acknowledged changes; rebuilding", environment)
-        await self.ensure_built(environment)
+            self.detections[cause] += 1
+            log.warning(
+                "read model of %s lost acknowledged changes (%s); rebuilding", environment, cause
+            )
+        await self.ensure_built(environment, cause)
 
-    async def _rebuild(self, environment: str) -> None:
+    async def _build_holding(self, environment: str, token: str, cause: str) -> None:
+        """Rebuild while holding the lock under `token`, extending it until done."""
+
+        async def keep_lock() -> None:
+            while True:
+                await asyncio.sleep(REBUILD_LOCK_MS / 3000)
+                if not await self.read_model.extend_lock(environment, token, REBUILD_LOCK_MS):
+                    log.warning("lost the rebuild lock of %s; another builder has it", environment)
+                    return
+
+        keeper = asyncio.create_task(keep_lock(), name=f"rebuild-lock-{environment}")
+        try:
+            await self._rebuild(environment, token, cause)
+        except LostLock:
+            log.warning("rebuild of %s discarded: its lock was taken over", environment)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+                await keeper
+
+    async def _rebuild(self, environment: str, token: str, cause: str) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
         items = await self.store.run(outbox.environment_items, environment)
-        epoch = await self.read_model.rebuild(
-            environment, items.configs, items.flags, tombstones=items.tombstones, force=False
-        )
+        epoch = await self.read_model.rebuild(environment, items, token=token)
         if epoch is not None:
-            self.rebuilds += 1
+            self.rebuilds[cause] += 1
             log.info(
-                "rebuilt the read model of %s: %d configs, %d flags, %d tombstones, epoch %s, "
-                "%.3fs",
+                "rebuilt the read model of %s (%s): %d configs, %d flags, %d tombstones, "
+                "sequence %d, epoch %s, %.3fs",
                 environment,
+                cause,
                 len(items.configs),
                 len(items.flags),
                 len(items.tombstones),
+                items.sequence,
                 epoch,
                 loop.time() - started,
             )

@@ -29,7 +29,7 @@ from cache.breaker import CircuitBreaker
 from cache.keys import config_field
 from cache.read_model import NotBuilt, RedisReadModel
 from cache.replica import EnvironmentCopy, Replica
-from service.errors import config_missing, flag_missing, value_missing
+from service.errors import NotFound, config_missing, flag_missing, value_missing
 from service.store import Store
 from service.usecases import configs, flags
 
@@ -88,12 +88,19 @@ class Reads:
             self.served["replica"] += 1
             return from_copy(copy)
         if self.breaker.allows():
+            # Any answer from Redis closes the breaker, a probe's included: a definitive miss
+            # (404) or a model being rebuilt is Redis working. Only a failure to answer counts
+            # against it (issue 9: a run of misses kept reads on SQL after Redis recovered).
             try:
                 result = await from_redis()
             except NotBuilt:
-                pass  # Redis is fine but the model is being (re)built: SQL answers meanwhile
+                self.breaker.succeeded()  # the model is being (re)built: SQL answers meanwhile
             except (RedisError, OSError):
                 self.breaker.failed()
+            except NotFound:
+                self.breaker.succeeded()
+                self.served["redis"] += 1
+                raise
             else:
                 self.breaker.succeeded()
                 self.served["redis"] += 1

@@ -158,8 +158,7 @@ class Runtime:
             replica,
             broadcaster,
             settings.environments,
-            ensure_built=propagator.ensure_built,
-            rebuild_lost=propagator.rebuild_lost,
+            maintainer=propagator,
         )
         return cls(
             settings=settings,
@@ -183,7 +182,11 @@ class Runtime:
             ),
             redis_helpers=helpers,
             streams=Streams(
-                read_model, replica, broadcaster, heartbeat_seconds=settings.sse_heartbeat_seconds
+                read_model,
+                replica,
+                broadcaster,
+                heartbeat_seconds=settings.sse_heartbeat_seconds,
+                prove=feed.prove,
             ),
         )
 
@@ -204,7 +207,7 @@ class Runtime:
         for task in self._tasks:
             task.add_done_callback(self._ended)
         with contextlib.suppress(TimeoutError):  # serve anyway: reads fall back to Redis, SQL
-            await asyncio.wait_for(self.feed.connected.wait(), settings.replica_wait_seconds)
+            await asyncio.wait_for(self._replicas_trusted(), settings.replica_wait_seconds)
         await self._warn_if_redis_may_evict()
         if not settings.auth_enabled:
             log.warning(
@@ -219,6 +222,14 @@ class Runtime:
             ",".join(settings.environments),
             "live" if self.feed.connected.is_set() else "not yet",
         )
+
+    async def _replicas_trusted(self) -> None:
+        """Until every environment's replica is built, proven and followed (polled: the feed
+        works through its environments in the background)."""
+        while not self.feed.connected.is_set() or any(  # noqa: ASYNC110 - no event to await
+            self.replica.copy(environment) is None for environment in self.settings.environments
+        ):
+            await asyncio.sleep(0.02)
 
     async def _warn_if_redis_may_evict(self) -> None:
         """An evicted counter or epoch is noticed and rebuilt, but not an evicted hash of items

@@ -6,12 +6,13 @@ and whole dicts are swapped in on a snapshot, so a reader never sees a half-appl
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from aurora_client.events import ChangeEvent, config_state, flag_state
-from aurora_client.state import FlagState, JsonValue
+from aurora_client.state import FlagState, JsonValue, same_json
 
 _MISSING: Any = object()
 
@@ -156,7 +157,7 @@ class LocalCache:
             del self.values[key]
             return [Change("config", key, old, None)]
         new = item["config_value"]
-        if old is not _MISSING and old == new:
+        if old is not _MISSING and same_json(old, new):
             return []
         self.values[key] = new
         return [Change("config", key, None if old is _MISSING else old, new)]
@@ -165,10 +166,12 @@ class LocalCache:
     def _diff(
         old: Mapping[str, Any], new: Mapping[str, Any], kind: Literal["config", "flag"]
     ) -> list[Change]:
+        # Values compare as JSON, as the server does: 1 -> true is a change, though 1 == True.
+        same = same_json if kind == "config" else operator.eq
         changes = [
             Change(kind, key, old.get(key), value)
             for key, value in new.items()
-            if key not in old or old[key] != value
+            if key not in old or not same(old[key], value)
         ]
         changes += [Change(kind, key, value, None) for key, value in old.items() if key not in new]
         return changes

@@ -37,6 +37,8 @@ BACKOFF_CAP_SECONDS = 30.0
 # A server's retry hint is obeyed up to this: a bogus one must not park the client for a day.
 RETRY_HINT_CAP_SECONDS = 300.0
 PERSIST_EVERY_SECONDS = 1.0
+# After a failed state-file write the next attempt waits twice as long as the last, up to this.
+PERSIST_RETRY_CAP_SECONDS = 30.0
 # What valid JSON of the wrong shape raises while an event is parsed and applied.
 BAD_EVENT_ERRORS = (ValueError, KeyError, TypeError, AttributeError)
 
@@ -93,6 +95,7 @@ class AuroraClient:
         self.heartbeat_seconds = DEFAULT_HEARTBEAT_SECONDS
         self.reconnects = 0
         self.snapshots = 0
+        self.persist_failures = 0  # failed state-file writes (each retried)
         self._ready = threading.Event()
         self._dirty = False
         self._stop: asyncio.Event | None = None
@@ -478,15 +481,34 @@ class AuroraClient:
                 log.warning("aurora client could not load %s: %s", name, exc)
 
     async def _persist_periodically(self, stop: asyncio.Event) -> None:
+        """Save the state file at most once a second while it changes. A failed write (a full
+        disk, a read-only directory) costs an attempt, not persistence: it is retried, backing off
+        up to PERSIST_RETRY_CAP_SECONDS, and saving goes on once the disk works again."""
+        failures = 0
         while not stop.is_set():
-            await asyncio.sleep(PERSIST_EVERY_SECONDS)
-            await self._persist()
+            delay = min(PERSIST_EVERY_SECONDS * 2.0**failures, PERSIST_RETRY_CAP_SECONDS)
+            await asyncio.sleep(delay)
+            failures = 0 if await self._persist() else failures + 1
 
-    async def _persist(self) -> None:
+    async def _persist(self) -> bool:
+        """Write the state file if anything changed; False if the write failed (the state stays
+        to be written, so the next attempt saves the newest one)."""
         if self._cache_file is None or not self._dirty or not self._cache.loaded:
-            return
+            return True
         self._dirty = False
-        await asyncio.to_thread(_write_atomically, self._cache_file, self._cache.snapshot())
+        try:
+            await asyncio.to_thread(_write_atomically, self._cache_file, self._cache.snapshot())
+        except Exception as exc:  # whatever it is must not end persistence for good (issue 9)
+            self._dirty = True
+            self.persist_failures += 1
+            log.warning(
+                "aurora client could not save its state to %s: %s; will retry",
+                self._cache_file,
+                exc,
+                exc_info=not isinstance(exc, OSError),  # a bug, not the disk: keep its traceback
+            )
+            return False
+        return True
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -7,6 +7,7 @@ orders changes of the same item.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -14,6 +15,19 @@ from typing import Any, TypeAlias
 
 #: Any JSON document: the type of a configuration value at the edges of the system.
 JsonValue: TypeAlias = Any
+
+
+def canonical_json(value: JsonValue) -> str:
+    """One spelling per JSON document: keys sorted, no spaces. 1, 1.0 and true stay three
+    different texts, though Python's == calls them one value."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def same_json(a: JsonValue, b: JsonValue) -> bool:
+    """Equal as JSON documents (the order of an object's keys does not matter). The server
+    decides with this whether a write changes a value, and the SDK whether an event changes
+    what `get()` returns: one rule, so neither drops a change the other makes (issue 9)."""
+    return a is b or canonical_json(a) == canonical_json(b)
 
 
 class Scope(StrEnum):

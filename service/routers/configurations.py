@@ -16,6 +16,7 @@ from service.deps import (
     ReadableFilter,
     ReadsDep,
     RulesDep,
+    ScopeFirstRoute,
     ServiceQuery,
     StoreDep,
     WritesDep,
@@ -40,6 +41,7 @@ router = APIRouter(
     prefix=f"{API_PREFIX}/configurations",
     tags=["configurations"],
     dependencies=[Depends(documented_query_only)],
+    route_class=ScopeFirstRoute,  # a write's scope before its input (issue 9)
 )
 
 Id = Annotated[int, Path(ge=1, le=2**63 - 1, description="configuration id")]
@@ -150,8 +152,7 @@ async def get_value(
 async def get_configuration(
     config_id: Id, store: StoreDep, principal: PrincipalDep, response: Response
 ) -> ConfigOut:
-    config = await store.run(configs.get, config_id)
-    principal.require_read(config.environment)
+    config = await store.run(configs.get, config_id, reader=principal)
     return shown(response, ConfigOut.of(config))
 
 
@@ -185,6 +186,5 @@ async def configuration_history(
     config_id: Id, store: StoreDep, principal: PrincipalDep
 ) -> list[HistoryOut]:
     """Every change, newest first; still answers after the configuration is deleted."""
-    entries = await store.run(configs.history, config_id)
-    principal.require_read(entries[0].environment)
+    entries = await store.run(configs.history, config_id, reader=principal)
     return [HistoryOut.of(e) for e in entries]

@@ -15,6 +15,7 @@ from service.deps import (
     ReadableFilter,
     ReadsDep,
     RulesDep,
+    ScopeFirstRoute,
     StoreDep,
     WritesDep,
     documented_query_only,
@@ -39,6 +40,7 @@ router = APIRouter(
     prefix=f"{API_PREFIX}/feature-flags",
     tags=["feature-flags"],
     dependencies=[Depends(documented_query_only)],
+    route_class=ScopeFirstRoute,  # a write's scope before its input (issue 9)
 )
 
 Id = Annotated[int, Path(ge=1, le=2**63 - 1, description="feature flag id")]
@@ -164,8 +166,7 @@ async def set_rollout(
 async def get_flag(
     flag_id: Id, store: StoreDep, principal: PrincipalDep, response: Response
 ) -> FlagOut:
-    flag = await store.run(flags.get, flag_id)
-    principal.require_read(flag.environment)
+    flag = await store.run(flags.get, flag_id, reader=principal)
     return shown(response, FlagOut.of(flag))
 
 
@@ -195,6 +196,5 @@ async def delete_flag(
 @router.get("/{flag_id:int}/history", response_model=list[HistoryOut])
 async def flag_history(flag_id: Id, store: StoreDep, principal: PrincipalDep) -> list[HistoryOut]:
     """Every change, newest first; still answers after the flag is deleted."""
-    entries = await store.run(flags.history, flag_id)
-    principal.require_read(entries[0].environment)
+    entries = await store.run(flags.history, flag_id, reader=principal)
     return [HistoryOut.of(e) for e in entries]

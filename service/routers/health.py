@@ -93,6 +93,7 @@ async def service_status(request: Request, store: StoreDep) -> Status:
         counts, backlog = {}, {"pending": None, "error": "database unavailable"}
     replica = state.replica.status()
     for environment, copy in replica.items():
+        copy.update(state.feed.verification(environment))
         try:
             head = await state.read_model.revision(environment)
             copy["redis_revision"], copy["lag"] = head, head - copy["revision"]
@@ -113,7 +114,10 @@ async def service_status(request: Request, store: StoreDep) -> Status:
             "feed_connected": state.feed.connected.is_set(),
             "replica": replica,
             "resyncs": state.feed.resyncs,
-            "rebuilds": state.propagator.rebuilds,
+            "rebuilds": sum(state.propagator.rebuilds.values()),
+            "rebuilds_by_cause": dict(state.propagator.rebuilds),
+            "lost_data_detected": dict(state.propagator.detections),
+            "outbox_quarantined": state.propagator.quarantined,
             "redis_breaker": state.reads.breaker.state,
             "served": dict(state.reads.served),
         },

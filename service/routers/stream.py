@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.datastructures import State
 
-from cache.stream import StreamUnavailable
+from cache.stream import CursorAhead, StreamUnavailable
 from service.deps import ReadableEnv, ServiceQuery
 from service.errors import Unavailable
 from service.routers import API_PREFIX
@@ -42,12 +42,17 @@ async def stream_changes(
 ) -> EventSourceResponse:
     """The environment's flags, its global configurations and the service's own, live."""
     try:
-        return stream_response(request.app.state, env, service, last_event_id)
+        return await stream_response(request.app.state, env, service, last_event_id)
+    except CursorAhead:
+        raise Unavailable(
+            "Last-Event-ID names a revision the read model does not have (Redis may have lost "
+            "changes); it is being checked against the database and rebuilt: retry"
+        ) from None
     except StreamUnavailable:
         raise Unavailable("this instance cannot stream changes right now; retry") from None
 
 
-def stream_response(
+async def stream_response(
     state: State, env: str, service: str | None, last_event_id: str | None
 ) -> EventSourceResponse:
     """The stream of validated arguments; StreamUnavailable if the change feed is down.
@@ -57,7 +62,7 @@ def stream_response(
     results, exit stacks and exception wrappers alive for the whole stream, measured at
     ~11 KiB per idle connection."""
     settings = state.settings
-    stream = state.streams.open(env, service, last_event_id)
+    stream = await state.streams.open(env, service, last_event_id)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         first = True

@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from aurora_client.events import ChangeEvent
+from aurora_client.state import same_json
+from sqlalchemy.exc import IntegrityError
 
-from database.models import Configuration, FeatureFlag, same_json, utcnow
+from database.engine import ConcurrentWrite
+from database.models import Configuration, FeatureFlag, utcnow
 from database.repositories import Action, ItemKind
 from database.uow import UnitOfWork
 from service.etag import IfMatch, check_if_match
@@ -76,14 +79,24 @@ def stamp_new(item: Item, uow: UnitOfWork, actor: Principal) -> None:
 
 def apply_create(uow: UnitOfWork, item: Item, *, actor: Principal) -> None:
     """Insert a new item as its key's next version, audited and queued, and commit. A
-    concurrent insert of the same key surfaces as IntegrityError (the caller says what it means)."""
+    concurrent insert of the same key surfaces as IntegrityError (the caller says what it means).
+
+    A create racing another writer's create-and-delete of the same key reads the same "last
+    version" and would record the same version again; the unique history index refuses the
+    second one at commit, and the use case runs again (ConcurrentWrite) with the next version."""
     stamp_new(item, uow, actor)
     if isinstance(item, Configuration):
         uow.configs.add(item)
     else:
         uow.flags.add(item)
     record(uow, item, "create", old=None, actor=actor)
-    uow.commit()
+    try:
+        uow.commit()
+    except IntegrityError as exc:
+        raise ConcurrentWrite(
+            f"{kind_of(item)} {key_of(item)!r} changed concurrently; version {item.version} "
+            "was taken"
+        ) from exc
 
 
 def apply_update(

@@ -18,9 +18,14 @@ from service.principal import Principal
 from service.usecases.changes import apply_create, apply_delete, apply_update
 
 
-def _get(uow: UnitOfWork, config_id: int, *, for_update: bool = False) -> Configuration:
+def _get(
+    uow: UnitOfWork, config_id: int, *, reader: Principal, for_update: bool = False
+) -> Configuration:
+    """The item by id, if this token may see it. One in an environment the token may not read
+    is missing to it, with the very 404 of a missing id: an id must not tell a token what exists
+    where it cannot look (issue 9)."""
     config = uow.configs.get(config_id, for_update=for_update)
-    if config is None:
+    if config is None or not reader.can_read(config.environment):
         raise NotFound(f"configuration {config_id} does not exist")
     return config
 
@@ -60,9 +65,9 @@ def create(
         return config
 
 
-def get(uow: UnitOfWork, config_id: int) -> Configuration:
+def get(uow: UnitOfWork, config_id: int, *, reader: Principal) -> Configuration:
     with uow:
-        return _get(uow, config_id)
+        return _get(uow, config_id, reader=reader)
 
 
 def get_by_scope(uow: UnitOfWork, env: str, service: str | None, key: str) -> Configuration:
@@ -127,7 +132,7 @@ def update(
     actor: Principal,
 ) -> Configuration:
     with uow:
-        config = _get(uow, config_id, for_update=True)
+        config = _get(uow, config_id, reader=actor, for_update=True)
         if apply_update(uow, config, changes, if_match=if_match, actor=actor):
             uow.commit()
         return config
@@ -174,13 +179,17 @@ def set_value(
 
 def delete(uow: UnitOfWork, config_id: int, *, if_match: IfMatch | None, actor: Principal) -> None:
     with uow:
-        apply_delete(uow, _get(uow, config_id, for_update=True), if_match=if_match, actor=actor)
+        apply_delete(
+            uow, _get(uow, config_id, reader=actor, for_update=True), if_match=if_match, actor=actor
+        )
         uow.commit()
 
 
-def history(uow: UnitOfWork, config_id: int) -> Sequence[HistoryEntry]:
+def history(uow: UnitOfWork, config_id: int, *, reader: Principal) -> Sequence[HistoryEntry]:
+    """Every change of one item, newest first. An item's history stays in its environment, so
+    one the token may not read answers as if it never existed (see `_get`)."""
     with uow:
         entries = uow.history.for_item("config", config_id)
-        if not entries:
+        if not entries or not reader.can_read(entries[0].environment):
             raise NotFound(f"configuration {config_id} has no history: it never existed")
         return entries

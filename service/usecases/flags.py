@@ -17,9 +17,14 @@ from service.principal import Principal
 from service.usecases.changes import apply_create, apply_delete, apply_update
 
 
-def _get(uow: UnitOfWork, flag_id: int, *, for_update: bool = False) -> FeatureFlag:
+def _get(
+    uow: UnitOfWork, flag_id: int, *, reader: Principal, for_update: bool = False
+) -> FeatureFlag:
+    """The item by id, if this token may see it. One in an environment the token may not read
+    is missing to it, with the very 404 of a missing id: an id must not tell a token what exists
+    where it cannot look (issue 9)."""
     flag = uow.flags.get(flag_id, for_update=for_update)
-    if flag is None:
+    if flag is None or not reader.can_read(flag.environment):
         raise NotFound(f"feature flag {flag_id} does not exist")
     return flag
 
@@ -62,9 +67,9 @@ def create(
         return flag
 
 
-def get(uow: UnitOfWork, flag_id: int) -> FeatureFlag:
+def get(uow: UnitOfWork, flag_id: int, *, reader: Principal) -> FeatureFlag:
     with uow:
-        return _get(uow, flag_id)
+        return _get(uow, flag_id, reader=reader)
 
 
 def get_by_key(uow: UnitOfWork, env: str, key: str) -> FeatureFlag:
@@ -108,7 +113,7 @@ def update(
     actor: Principal,
 ) -> FeatureFlag:
     with uow:
-        flag = _get(uow, flag_id, for_update=True)
+        flag = _get(uow, flag_id, reader=actor, for_update=True)
         if apply_update(uow, flag, changes, if_match=if_match, actor=actor):
             uow.commit()
         return flag
@@ -153,13 +158,17 @@ def set_rollout(
 
 def delete(uow: UnitOfWork, flag_id: int, *, if_match: IfMatch | None, actor: Principal) -> None:
     with uow:
-        apply_delete(uow, _get(uow, flag_id, for_update=True), if_match=if_match, actor=actor)
+        apply_delete(
+            uow, _get(uow, flag_id, reader=actor, for_update=True), if_match=if_match, actor=actor
+        )
         uow.commit()
 
 
-def history(uow: UnitOfWork, flag_id: int) -> Sequence[HistoryEntry]:
+def history(uow: UnitOfWork, flag_id: int, *, reader: Principal) -> Sequence[HistoryEntry]:
+    """Every change of one item, newest first. An item's history stays in its environment, so
+    one the token may not read answers as if it never existed (see `_get`)."""
     with uow:
         entries = uow.history.for_item("flag", flag_id)
-        if not entries:
+        if not entries or not reader.can_read(entries[0].environment):
             raise NotFound(f"feature flag {flag_id} has no history: it never existed")
         return entries

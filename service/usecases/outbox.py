@@ -1,8 +1,10 @@
-"""Use cases behind the read model: the outbox relay and full rebuilds."""
+"""Use cases behind the read model: the outbox relay, its proof of freshness, full rebuilds."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from aurora_client.events import ChangeEvent
@@ -10,10 +12,34 @@ from aurora_client.events import ChangeEvent
 from cache.read_model import EnvironmentItems, Tombstone
 from database.uow import Published, UnitOfWork
 
+log = logging.getLogger(__name__)
 
-def pending(uow: UnitOfWork, limit: int) -> list[Published]:
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """One relay batch: the changes to apply, and the ids of rows that could not be read."""
+
+    changes: list[Published]
+    unreadable: list[int]
+
+
+def pending(uow: UnitOfWork, limit: int) -> Pending:
+    """The oldest waiting changes. A row that cannot be parsed is reported apart (the relay
+    quarantines it) instead of failing the batch: one bad row must not block every other."""
+    changes: list[Published] = []
+    unreadable: list[int] = []
     with uow:
-        return [(e.id, ChangeEvent.from_dict(e.event)) for e in uow.outbox.pending(limit)]
+        for entry in uow.outbox.pending(limit):
+            try:
+                event = ChangeEvent.from_dict(entry.event)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                log.error(
+                    "outbox row %d cannot be read (%s: %s)", entry.id, type(exc).__name__, exc
+                )
+                unreadable.append(entry.id)
+                continue
+            changes.append(Published(entry.id, event, entry.sequence))
+    return Pending(changes, unreadable)
 
 
 def forget(uow: UnitOfWork, ids: Sequence[int]) -> None:
@@ -23,17 +49,40 @@ def forget(uow: UnitOfWork, ids: Sequence[int]) -> None:
         uow.commit()
 
 
+def quarantine(uow: UnitOfWork, ids: Sequence[int]) -> None:
+    """Set rows aside that the relay cannot apply: kept for a person to look at, no longer
+    pending. Their changes are still in the tables: the next freshness check finds them missing
+    from Redis and rebuilds the environment's read model from there."""
+    with uow:
+        uow.outbox.quarantine(ids)
+        uow.commit()
+
+
 def backlog(uow: UnitOfWork) -> tuple[int, datetime | None]:
     with uow:
         return uow.outbox.backlog()
 
 
-def environment_items(uow: UnitOfWork, environment: str) -> EnvironmentItems:
-    """Every configuration and flag of an environment as the read model stores them, and the
-    tombstones of the keys deleted there."""
+def quarantined(uow: UnitOfWork) -> int:
     with uow:
+        return uow.outbox.quarantined()
+
+
+def committed(uow: UnitOfWork, environment: str) -> tuple[int, list[int]]:
+    """The environment's last committed sequence number and those still in the outbox."""
+    with uow:
+        return uow.outbox.committed(environment)
+
+
+def environment_items(uow: UnitOfWork, environment: str) -> EnvironmentItems:
+    """Every configuration and flag of an environment as the read model stores them, the
+    tombstones of the keys deleted there, and the committed sequence number they reflect: all
+    read in one transaction, so they describe one moment."""
+    with uow:
+        sequence, _waiting = uow.outbox.committed(environment)
         return EnvironmentItems(
             configs=[c.snapshot() for c in uow.configs.in_environment(environment)],
             flags=[f.snapshot() for f in uow.flags.in_environment(environment)],
             tombstones=[Tombstone(*row) for row in uow.history.deleted_versions(environment)],
+            sequence=sequence,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -57,8 +58,9 @@ def seed(client: TestClient, admin: str) -> dict[str, int]:
     return {"config": config["id"], "flag": flag["id"]}
 
 
-# (method, path, body, who may, who may not). Everything is in production.
-def matrix(ids: dict[str, int]) -> list[tuple[str, str, Any, str, str]]:
+# (method, path, body, who may, who may not[, its answer]). Everything is in production. A token
+# that may not read production gets the 404 of a missing id on a by-id route (issue 9).
+def matrix(ids: dict[str, int]) -> list[tuple[Any, ...]]:
     c, f = ids["config"], ids["flag"]
     return [
         ("POST", f"{C}/", {"config_key": "n", "config_value": 1}, "prod-writer", "reader"),
@@ -67,10 +69,10 @@ def matrix(ids: dict[str, int]) -> list[tuple[str, str, Any, str, str]]:
         ("GET", f"{C}/key/k", None, "reader", "staging-reader"),
         ("PUT", f"{C}/key/k", {"value": 2}, "prod-writer", "staging-writer"),
         ("GET", f"{C}/value/k", None, "reader", "staging-reader"),
-        ("GET", f"{C}/{c}", None, "reader", "staging-reader"),
+        ("GET", f"{C}/{c}", None, "reader", "staging-reader", 404),
         ("PUT", f"{C}/{c}", {"config_value": 3}, "prod-writer", "reader"),
-        ("GET", f"{C}/{c}/history", None, "reader", "staging-reader"),
-        ("DELETE", f"{C}/{c}", None, "prod-writer", "staging-writer"),
+        ("GET", f"{C}/{c}/history", None, "reader", "staging-reader", 404),
+        ("DELETE", f"{C}/{c}", None, "prod-writer", "staging-writer", 404),
         ("POST", f"{F}/", {"flag_key": "g"}, "prod-writer", "staging-writer"),
         ("GET", f"{F}/?environment=production", None, "reader", "staging-reader"),
         ("GET", f"{F}/bulk", None, "reader", "staging-reader"),
@@ -79,10 +81,10 @@ def matrix(ids: dict[str, int]) -> list[tuple[str, str, Any, str, str]]:
         ("GET", f"{F}/check/f?user_id=1", None, "reader", "staging-reader"),
         ("PUT", f"{F}/toggle/f", None, "prod-writer", "reader"),
         ("PUT", f"{F}/rollout/f?percentage=5", None, "prod-writer", "staging-writer"),
-        ("GET", f"{F}/{f}", None, "reader", "staging-reader"),
+        ("GET", f"{F}/{f}", None, "reader", "staging-reader", 404),
         ("PUT", f"{F}/{f}", {"rollout_percentage": 6}, "prod-writer", "reader"),
-        ("GET", f"{F}/{f}/history", None, "reader", "staging-reader"),
-        ("DELETE", f"{F}/{f}", None, "prod-writer", "staging-writer"),
+        ("GET", f"{F}/{f}/history", None, "reader", "staging-reader", 404),
+        ("DELETE", f"{F}/{f}", None, "prod-writer", "staging-writer", 404),
         ("GET", "/api/v1/stream", None, "", "staging-reader"),  # allowed case: tests/e2e
         ("POST", "/api/v1/tokens/", {"name": "x", "scopes": ["read"]}, "admin", "prod-writer"),
         ("GET", "/api/v1/tokens/", None, "admin", "reader"),
@@ -117,7 +119,7 @@ def test_every_route_refuses_without_a_token_and_with_the_wrong_scope(
 ) -> None:
     client, tokens = secured
     ids = seed(client, tokens["admin"])
-    for method, path, body, allowed, refused in matrix(ids):
+    for method, path, body, allowed, refused, *answer in matrix(ids):
         for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}):
             response = client.request(method, path, json=body, headers=headers)
             assert response.status_code == 401, (method, path, headers, response.text)
@@ -126,13 +128,146 @@ def test_every_route_refuses_without_a_token_and_with_the_wrong_scope(
         wrong = client.request(
             method, path, json=body, headers={"Authorization": f"Bearer {tokens[refused]}"}
         )
-        assert wrong.status_code == 403, (method, path, refused, wrong.text)
+        assert wrong.status_code == (answer or [403])[0], (method, path, refused, wrong.text)
         assert wrong.headers["content-type"] == "application/problem+json"
         if allowed:
             right = client.request(
                 method, path, json=body, headers={"Authorization": f"Bearer {tokens[allowed]}"}
             )
             assert right.status_code < 400, (method, path, allowed, right.text)
+
+
+def problem_shape(response: Any, item_id: int) -> tuple[Any, ...]:
+    """What a 404 tells: everything but the id the caller sent itself."""
+    body = response.json()
+    return (
+        response.status_code,
+        response.headers["content-type"],
+        body["type"],
+        body["title"],
+        re.sub(rf"\b{item_id}\b", "<id>", body["detail"]),
+        re.sub(rf"\b{item_id}\b", "<id>", body["instance"]),
+        sorted(body),
+    )
+
+
+def test_an_id_the_token_may_not_read_answers_like_a_missing_one(
+    secured: tuple[TestClient, dict[str, str]],
+) -> None:
+    """By-id routes cannot know the environment before the lookup: an item where the token may
+    not read must not be told apart from no item at all (issue 9)."""
+    client, tokens = secured
+    ids = seed(client, tokens["admin"])  # in production
+    admin = {"Authorization": f"Bearer {tokens['admin']}"}
+    staging = {"config_key": "s", "config_value": 1, "environment": "staging"}
+    own = client.post(f"{C}/", json=staging, headers=admin).json()["id"]
+    missing = 10**9
+    bodies = {C: {"config_value": 5}, F: {"rollout_percentage": 5}}
+    for token in ("staging-reader", "staging-writer"):
+        h = {"Authorization": f"Bearer {tokens[token]}"}
+        for base, item in ((C, ids["config"]), (F, ids["flag"])):
+            for method, tail, body in (
+                ("GET", "", None),
+                ("GET", "/history", None),
+                ("PUT", "", bodies[base]),
+                ("DELETE", "", None),
+            ):
+                if method != "GET" and token == "staging-reader":
+                    continue  # it may write nowhere: 403 before any lookup (next test)
+                hidden = client.request(method, f"{base}/{item}{tail}", json=body, headers=h)
+                absent = client.request(method, f"{base}/{missing}{tail}", json=body, headers=h)
+                assert hidden.status_code == 404, (token, method, base, tail, hidden.text)
+                assert problem_shape(hidden, item) == problem_shape(absent, missing)
+        assert client.get(f"{C}/{own}", headers=h).status_code == 200  # what it may read: found
+        assert client.get(f"{C}/{own}/history", headers=h).status_code == 200
+    # An item it may read but not change: 403, as it already knows the item exists.
+    reader = {"Authorization": f"Bearer {tokens['reader']}"}
+    assert client.get(f"{C}/{ids['config']}", headers=reader).status_code == 200
+    staging_writer = {"Authorization": f"Bearer {tokens['staging-writer']}"}
+    read_prod = client.post(
+        "/api/v1/tokens/",
+        json={"name": "read-all-write-staging", "scopes": ["read", "write:staging"]},
+        headers=admin,
+    ).json()["token"]
+    both = {"Authorization": f"Bearer {read_prod}"}
+    assert client.delete(f"{C}/{ids['config']}", headers=both).status_code == 403
+    assert client.put(f"{F}/{ids['flag']}", json=bodies[F], headers=both).status_code == 403
+    # Nothing was changed by any of it.
+    assert client.get(f"{C}/{ids['config']}", headers=admin).json()["version"] == 1
+    assert client.get(f"{F}/{ids['flag']}", headers=admin).json()["version"] == 1
+    assert client.delete(f"{C}/{own}", headers=staging_writer).status_code == 204
+
+
+def test_a_write_the_token_may_not_make_is_refused_before_its_input_is_validated(
+    secured: tuple[TestClient, dict[str, str]],
+) -> None:
+    """403 before 422: a refusal says nothing about what the input would need (issue 9)."""
+    client, tokens = secured
+    ids = seed(client, tokens["admin"])
+    c, f = ids["config"], ids["flag"]
+    bad_json = b'{"value": '
+    writes: list[tuple[str, str, Any]] = [
+        # environment in the query (production when omitted): the token must write it
+        ("PUT", f"{C}/key/k?environment=production", {"nope": 1}),
+        ("PUT", f"{C}/key/k", bad_json),
+        ("PUT", f"{C}/key/k?environment=production&service_name=bad%20name", {"value": 1}),
+        ("PUT", f"{C}/key/k?environment=moon", {"value": 1}),
+        ("PUT", f"{C}/key/k?environmnet=staging", {"value": 1}),  # misspelt: production
+        ("PUT", f"{F}/toggle/f?environment=production&enabled=maybe", None),
+        ("PUT", f"{F}/toggle/f?bogus=1", None),
+        ("PUT", f"{F}/rollout/f?percentage=500", None),
+        ("PUT", f"{F}/rollout/f", None),
+        ("PUT", f"{F}/rollout/{'x' * 300}?percentage=5", None),
+    ]
+    for token in ("reader", "staging-writer"):
+        h = {"Authorization": f"Bearer {tokens[token]}"}
+        for method, path, body in writes:
+            kind = {"content": body} if isinstance(body, bytes) else {"json": body}
+            answer = client.request(
+                method, path, headers=h | {"Content-Type": "application/json"}, **kind
+            )
+            assert answer.status_code == 403, (token, method, path, answer.text)
+            assert answer.json()["type"] == "urn:aurora-config:problem:forbidden"
+    # The environment is in the body or the item: a token that may write nowhere is refused first.
+    reader = {"Authorization": f"Bearer {tokens['reader']}"}
+    for method, path, body in (
+        ("POST", f"{C}/", {"config_value": 1}),
+        ("POST", f"{C}/", bad_json),
+        ("POST", f"{F}/?bogus=1", {"flag_key": "g"}),
+        ("PUT", f"{C}/{c}", {"config_value": 1, "nope": 2}),
+        ("PUT", f"{F}/{f}", bad_json),
+        ("PUT", f"{F}/0", {"rollout_percentage": 5}),
+        ("DELETE", f"{F}/{f}?bogus=1", None),
+    ):
+        kind = {"content": body} if isinstance(body, bytes) else {"json": body}
+        answer = client.request(
+            method, path, headers=reader | {"Content-Type": "application/json"}, **kind
+        )
+        assert answer.status_code == 403, (method, path, answer.text)
+    # A token that may write somewhere: a bad body is a 422, a good one for elsewhere a 403.
+    staging = {"Authorization": f"Bearer {tokens['staging-writer']}"}
+    assert client.post(f"{C}/", json={"config_value": 1}, headers=staging).status_code == 422
+    assert client.post(f"{F}/", json={"flag_key": "g!"}, headers=staging).status_code == 422
+    good = {"config_key": "n", "config_value": 1, "environment": "production"}
+    assert client.post(f"{C}/", json=good, headers=staging).status_code == 403
+    assert (
+        client.post(f"{C}/", json=good | {"environment": "staging"}, headers=staging).status_code
+        == 201
+    )
+    # And input is still validated for a token that may make the write.
+    admin = {"Authorization": f"Bearer {tokens['admin']}"}
+    prod = {"Authorization": f"Bearer {tokens['prod-writer']}"}
+    for h in (admin, prod):
+        for method, path, body in writes[:3] + writes[5:9]:
+            kind = {"content": body} if isinstance(body, bytes) else {"json": body}
+            answer = client.request(
+                method, path, headers=h | {"Content-Type": "application/json"}, **kind
+            )
+            assert answer.status_code in {400, 422}, (method, path, answer.text)  # 400: not JSON
+    assert (
+        client.put(f"{C}/key/k?environment=moon", json={"value": 1}, headers=admin).status_code
+        == 422
+    )
 
 
 def test_a_list_without_an_environment_covers_the_ones_the_token_may_read(

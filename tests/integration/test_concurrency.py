@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import pytest
 
 from database.engine import make_engine
-from database.models import HistoryEntry
+from database.models import Configuration, HistoryEntry
+from database.repositories import HistoryRepository
 from database.uow import UnitOfWork
 from service.errors import AlreadyExists
 from service.principal import ADMIN, Principal
@@ -101,7 +103,7 @@ def test_parallel_updates_without_if_match_lose_no_change(store: Store) -> None:
         # Every writer committed a version of its own.
         assert sorted(config.version for config in written) == list(range(2, WRITERS + 2))
 
-        history = await store.run(configs.history, created.id)
+        history = await store.run(configs.history, created.id, reader=actor("test"))
         ordered = assert_unbroken(history, ["config_value"])
         assert len(ordered) == WRITERS + 1
         assert sorted(entry.actor for entry in ordered[1:]) == sorted(
@@ -111,7 +113,7 @@ def test_parallel_updates_without_if_match_lose_no_change(store: Store) -> None:
             range(1, WRITERS + 1)
         )
 
-        final = await store.run(configs.get, created.id)
+        final = await store.run(configs.get, created.id, reader=actor("test"))
         assert final.version == WRITERS + 1
         assert final.config_value == ordered[-1].new_state["config_value"]
         assert await store.run(outbox_versions, "config", "counter") == list(range(1, WRITERS + 2))
@@ -146,13 +148,13 @@ def test_parallel_rollouts_and_toggles_on_one_flag_lose_no_change(store: Store) 
         ]
         await asyncio.gather(*itertools.chain.from_iterable(zip(rollouts, toggles, strict=True)))
 
-        history = await store.run(flags.history, flag.id)
+        history = await store.run(flags.history, flag.id, reader=actor("test"))
         ordered = assert_unbroken(history, ["rollout_percentage", "is_enabled"])
         assert len(ordered) == WRITERS + 1
         flips = [e for e in ordered[1:] if e.old_state["is_enabled"] != e.new_state["is_enabled"]]
         assert len(flips) == WRITERS // 2  # every toggle flipped what it found
 
-        final = await store.run(flags.get, flag.id)
+        final = await store.run(flags.get, flag.id, reader=actor("test"))
         assert final.version == WRITERS + 1
         assert final.is_enabled is False  # an even number of flips from off
         assert final.rollout_percentage == ordered[-1].new_state["rollout_percentage"]
@@ -190,7 +192,7 @@ def test_parallel_upserts_of_a_new_key_create_it_once(store: Store) -> None:
         assert len({result.config.id for result in results}) == 1
         config_id = results[0].config.id
 
-        history = await store.run(configs.history, config_id)
+        history = await store.run(configs.history, config_id, reader=actor("test"))
         ordered = assert_unbroken(history, ["config_value"])
         assert [entry.action for entry in ordered] == ["create"] + ["update"] * (upserts - 1)
         creator = next(result for result in results if result.created)
@@ -215,7 +217,9 @@ def test_parallel_upserts_of_one_key_keep_global_and_service_values_apart(store:
         assert set(by_scope) == {None, "billing"}
         assert len(set(by_scope.values())) == 2
         for service, config_id in by_scope.items():
-            ordered = assert_unbroken(await store.run(configs.history, config_id), [])
+            ordered = assert_unbroken(
+                await store.run(configs.history, config_id, reader=actor("test")), []
+            )
             assert len(ordered) == 5
             assert {entry.service_name for entry in ordered} == {service}
 
@@ -248,7 +252,7 @@ def test_parallel_creates_of_one_config_let_exactly_one_win(store: Store) -> Non
         assert all(isinstance(loser, AlreadyExists) for loser in losers), losers
 
         [winner] = winners
-        [entry] = await store.run(configs.history, winner.id)
+        [entry] = await store.run(configs.history, winner.id, reader=actor("test"))
         assert (entry.action, entry.version, entry.actor) == ("create", 1, winner.created_by)
         stored = await store.run(configs.get_by_scope, ENV, None, "once")
         assert (stored.id, stored.config_value) == (winner.id, winner.config_value)
@@ -281,3 +285,53 @@ def test_parallel_creates_of_one_flag_let_exactly_one_win(store: Store) -> None:
     winners = [outcome for outcome in outcomes if not isinstance(outcome, BaseException)]
     assert len(winners) == 1, outcomes
     assert all(isinstance(o, AlreadyExists) for o in outcomes if o is not winners[0]), outcomes
+
+
+def test_a_create_racing_a_create_and_delete_never_reuses_a_version(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 9, defect 5: B reads "last version 0" for a key; meanwhile A creates it (v1) and
+    deletes it (v2). B's create must not record version 1 again: it would lose to A's tombstone
+    v2 in the read model (404 for an item that exists) and history would show v1 twice."""
+    reading = threading.Event()
+    resume = threading.Event()
+    original = HistoryRepository.last_version
+    calls = itertools.count()
+
+    def paused(self: HistoryRepository, *args: Any) -> int:
+        version = original(self, *args)
+        if next(calls) == 0:  # B's first read only
+            reading.set()
+            assert resume.wait(DEADLINE)
+        return version
+
+    monkeypatch.setattr(HistoryRepository, "last_version", paused)
+
+    def create(name: str, value: int) -> Awaitable[Configuration]:
+        return store.run(
+            configs.create,
+            env=ENV,
+            service=None,
+            key="raced",
+            value=value,
+            description=None,
+            actor=actor(name),
+        )
+
+    async def scenario() -> None:
+        b = asyncio.ensure_future(create("b", 2))
+        assert await asyncio.to_thread(reading.wait, DEADLINE)
+        a = await create("a", 1)
+        await store.run(configs.delete, a.id, if_match=None, actor=actor("a"))
+        resume.set()
+        created = await b
+        assert created.version == 3  # after A's create (1) and delete (2)
+        with store.unit_of_work() as uow:
+            versions = sorted(
+                entry.version
+                for item_id in (a.id, created.id)
+                for entry in uow.history.for_item("config", item_id)
+            )
+        assert versions == [1, 2, 3]
+
+    run(scenario)

@@ -19,11 +19,15 @@ from cache.read_model import (
     DAMAGED,
     NOT_BUILT,
     STALE,
+    SUPERSEDED,
+    EnvironmentItems,
+    LostLock,
     NotBuilt,
     RedisReadModel,
     Tombstone,
 )
 from cache.replica import Replica
+from tests.readmodels import build
 
 ENV = "production"
 pytestmark = pytest.mark.anyio
@@ -59,14 +63,14 @@ def config_event(version: int, value: Any, service: str | None = None) -> Change
 async def model() -> AsyncIterator[RedisReadModel]:
     redis = FakeAsyncRedis(server=FakeServer())
     read_model = RedisReadModel(redis, Keys("t:"), feed_length=100)
-    await read_model.rebuild(ENV, [], [], force=False)
+    await build(read_model, ENV)
     yield read_model
     await redis.aclose()
 
 
 async def test_apply_is_compare_and_set_by_version(model: RedisReadModel) -> None:
     assert await model.apply(flag_event(2, 20)) == 1
-    assert await model.apply(flag_event(1, 10)) == STALE  # older: ignored
+    assert await model.apply(flag_event(1, 10)) == SUPERSEDED  # older: ignored
     assert await model.apply(flag_event(2, 99)) == STALE  # replayed: ignored
     assert (await model.flag(ENV, "f"))["rollout_percentage"] == 20  # type: ignore[index]
     assert await model.apply(flag_event(3, 30)) == 2
@@ -79,7 +83,7 @@ async def test_a_delete_leaves_a_tombstone_that_older_upserts_cannot_pass(
     await model.apply(flag_event(1))
     await model.apply(flag_event(2, op="delete"))
     assert await model.flag(ENV, "f") is None
-    assert await model.apply(flag_event(1)) == STALE  # a late upsert does not resurrect it
+    assert await model.apply(flag_event(1)) == SUPERSEDED  # a late upsert does not resurrect it
     assert await model.flag(ENV, "f") is None
     assert await model.apply(flag_event(3)) > 0  # re-created: versions continue
     assert await model.flag(ENV, "f") is not None
@@ -89,10 +93,10 @@ async def test_a_rebuild_keeps_tombstones_and_live_versions_above_them(
     model: RedisReadModel,
 ) -> None:
     recreated = {"flag_key": "g", "environment": ENV, "is_enabled": True, "version": 5}
-    await model.rebuild(
+    await build(
+        model,
         ENV,
-        [],
-        [recreated],
+        flags=[recreated],
         tombstones=[
             Tombstone("flag", None, "f", 2),  # deleted at version 2, not re-created
             Tombstone("flag", None, "g", 4),  # deleted at 4, re-created at 5
@@ -100,10 +104,10 @@ async def test_a_rebuild_keeps_tombstones_and_live_versions_above_them(
         ],
         force=True,
     )
-    assert await model.apply(flag_event(1)) == STALE  # a late upsert does not resurrect it
+    assert await model.apply(flag_event(1)) == SUPERSEDED  # a late upsert does not resurrect it
     assert await model.flag(ENV, "f") is None
     stale_config = config_event(2, "old", service="svc")
-    assert await model.apply(stale_config) == STALE
+    assert await model.apply(stale_config) == SUPERSEDED
     assert await model.config_scopes(ENV, "svc", "k") == (None, None)
     g_event = ChangeEvent("flag", "upsert", "g", ENV, None, 5, recreated | {"version": 5})
     assert await model.apply(g_event) == STALE  # the live version, not the tombstone, counts
@@ -117,8 +121,8 @@ async def test_a_replica_hydrated_from_redis_knows_its_tombstones(model: RedisRe
     await model.apply(flag_event(2, op="delete"))
     replica = Replica()
     replica.hydrate(ENV, await model.snapshot(ENV))
-    assert await model.apply(flag_event(1)) == STALE
-    replica.apply_local(flag_event(1), STALE)
+    assert await model.apply(flag_event(1)) == SUPERSEDED
+    replica.apply_local(flag_event(1), SUPERSEDED)
     copy = replica.copy(ENV)
     assert copy is not None
     assert "f" not in copy.flags
@@ -222,8 +226,8 @@ async def test_rebuild_swaps_in_a_new_epoch_atomically(model: RedisReadModel) ->
         "rollout_percentage": 0,
         "version": 7,
     }
-    assert await model.rebuild(ENV, [], [item], force=False) is None  # already built: refused
-    second = await model.rebuild(ENV, [], [item], force=True)
+    assert await build(model, ENV, flags=[item]) is None  # already built: refused
+    second = await build(model, ENV, flags=[item], force=True)
     assert second not in {None, first}
     snapshot = await model.snapshot(ENV)
     assert [f["flag_key"] for f in snapshot.flags] == ["g"]
@@ -322,3 +326,76 @@ async def test_a_mailbox_waits_for_the_next_message_or_times_out() -> None:
     assert sub.queue.empty()
     sub.close("shutdown")
     assert await sub.queue.get(5) is None
+
+
+# -- the proof of freshness: which committed changes the read model holds (issue 9) ----------
+
+
+async def test_applied_sequence_numbers_advance_a_watermark_even_out_of_order(
+    model: RedisReadModel,
+) -> None:
+    """Two writers commit 1 and 2; 2 reaches Redis first. Until 1 arrives the watermark stays
+    at 0 and 2 is kept 'ahead'; then both are below it. Stale and superseded applies count too:
+    the change is in Redis either way."""
+    assert (await model.applied(ENV)).watermark == 0
+    await model.apply(flag_event(2, 20), 2)
+    applied = await model.applied(ENV)
+    assert (applied.watermark, applied.ahead) == (0, frozenset({2}))
+    assert await model.apply(flag_event(1, 10), 1) == SUPERSEDED
+    applied = await model.applied(ENV)
+    assert (applied.watermark, applied.ahead) == (2, frozenset())
+    assert await model.apply(flag_event(2, 20), 2) == STALE  # a relay's duplicate: no harm
+    assert (await model.applied(ENV)).watermark == 2
+
+
+async def test_missing_counts_acknowledged_changes_neither_in_redis_nor_waiting(
+    model: RedisReadModel,
+) -> None:
+    for sequence, version in ((1, 1), (2, 2), (4, 3)):
+        await model.apply(flag_event(version), sequence)
+    applied = await model.applied(ENV)
+    assert (applied.watermark, applied.ahead) == (2, frozenset({4}))
+    assert applied.missing(4, waiting=[3]) == 0  # 3 is still in the outbox: on its way
+    assert applied.missing(4, waiting=[]) == 1  # 3 left the outbox, so Redis had it: lost
+    assert applied.missing(6, waiting=[5]) == 2  # 3 and 6
+    assert applied.missing(1, waiting=[]) == -1  # Redis records more than the database has
+
+
+async def test_a_rebuild_records_the_sequence_it_was_read_at(model: RedisReadModel) -> None:
+    await model.apply(flag_event(1), 7)  # ahead of a watermark of 0
+    await build(model, ENV, sequence=41, force=True)
+    applied = await model.applied(ENV)
+    assert (applied.watermark, applied.ahead) == (41, frozenset())
+    await model.apply(flag_event(5), 42)
+    assert (await model.applied(ENV)).watermark == 42
+
+
+async def test_a_model_built_before_sequences_were_recorded_proves_nothing() -> None:
+    redis = FakeAsyncRedis(server=FakeServer())
+    model = RedisReadModel(redis, Keys("t:"))
+    await build(model, ENV)
+    await redis.delete(model.keys.env(ENV).applied)  # as an older version of the service left it
+    await model.apply(flag_event(1), 1)
+    assert (await model.applied(ENV)).watermark is None  # not invented by the apply either
+    await redis.aclose()
+
+
+async def test_a_builder_that_lost_its_lock_swaps_nothing_in(model: RedisReadModel) -> None:
+    """A builder stalled past its lock's TTL; another took the lock over. The first one's
+    staged data must not replace the second one's work (the fencing token)."""
+    await model.retire(ENV, await model.epoch(ENV) or "")
+    assert await model.lock(ENV, "first", 10_000)
+    await model.redis.delete(model.keys.env(ENV).lock)  # its TTL ran out
+    assert await model.lock(ENV, "second", 10_000)
+    with pytest.raises(LostLock):
+        await model.rebuild(
+            ENV, EnvironmentItems([], [{"flag_key": "f", "version": 1}], []), token="first"
+        )
+    assert await model.epoch(ENV) is None  # nothing swapped in
+    staged = await model.redis.keys("t:{production}:*staging*")
+    assert staged == []  # and its staging keys are gone
+    assert await model.extend_lock(ENV, "first", 10_000) is False  # cannot extend another's
+    await model.unlock(ENV, "first")  # nor release it
+    assert await model.lock_holder(ENV) == "second"
+    epoch = await model.rebuild(ENV, EnvironmentItems([], [], []), token="second")
+    assert epoch is not None

@@ -18,6 +18,7 @@ from cache.feed import ChangeFeed
 from cache.keys import Keys
 from cache.read_model import RedisReadModel
 from cache.replica import Replica
+from tests.readmodels import build
 
 ENV = "production"
 DEADLINE = 5.0
@@ -37,6 +38,10 @@ class Rig:
     feed_redis: Any
     sessions: int = 0
     failures_left: int = 0
+    verifications: int = 0
+    causes: list[str] = field(default_factory=list)
+    # Replaces the maintainer's proof against the database when set.
+    verify_answer: Callable[[str], Awaitable[tuple[str, str] | None]] | None = None
     # Per session number: replace the subscription's get_message (a dead or lossy connection).
     sabotage: dict[int, Callable[[Any], Callable[..., Awaitable[Any]]]] = field(
         default_factory=dict
@@ -50,26 +55,28 @@ async def rig() -> AsyncIterator[Rig]:
     model = RedisReadModel(redis, Keys("t:"), feed_length=100)
     replica = Replica()
 
-    async def ensure_built(environment: str) -> None:
-        if rig.failures_left:
-            rig.failures_left -= 1
-            raise RuntimeError("the database is down")  # not a Redis error: must not kill it
-        if await model.epoch(environment) is None:
-            await model.rebuild(environment, [], [], force=False)
+    class Maintainer:
+        """The database side, reduced to what the feed asks of it."""
 
-    async def rebuild_lost(environment: str, epoch: str) -> None:
-        await model.retire(environment, epoch)
-        await ensure_built(environment)
+        async def ensure_built(self, environment: str) -> None:
+            if rig.failures_left:
+                rig.failures_left -= 1
+                raise RuntimeError("the database is down")  # not a Redis error: must not kill it
+            if await model.epoch(environment) is None:
+                await build(model, environment)
 
-    feed = ChangeFeed(
-        feed_redis,
-        model,
-        replica,
-        Broadcaster(100),
-        [ENV],
-        ensure_built=ensure_built,
-        rebuild_lost=rebuild_lost,
-    )
+        async def rebuild_lost(self, environment: str, epoch: str, cause: str) -> None:
+            rig.causes.append(cause)
+            await model.retire(environment, epoch)
+            await self.ensure_built(environment)
+
+        async def verify(self, environment: str) -> tuple[str, str] | None:
+            rig.verifications += 1
+            if rig.verify_answer is not None:
+                return await rig.verify_answer(environment)
+            return None
+
+    feed = ChangeFeed(feed_redis, model, replica, Broadcaster(100), [ENV], maintainer=Maintainer())
     # Generous silence (a loaded 2-core machine stalls a loop now and then); the test of a dead
     # subscription shortens it.
     feed.check_every, feed.silent_after, feed.behind_grace = 0.05, 5.0, 0.1
@@ -139,7 +146,7 @@ async def test_the_feed_outlives_an_unexpected_error_and_connects(rig: Rig) -> N
     rig.failures_left = 2  # the first two builds fail as a database outage would
     async with running(rig.feed):
         await until(rig.feed.connected.is_set, "the feed to connect after the failures")
-        assert rig.replica.copy(ENV) is not None
+        await until(lambda: rig.replica.copy(ENV) is not None, "the environment to be built")
         await rig.model.apply(flag(1, 10))
         await until(lambda: percentage_in(rig.replica) == 10, "a live change")
 
@@ -158,6 +165,7 @@ async def test_changes_the_subscription_did_not_bring_are_replayed(rig: Rig) -> 
     rig.sabotage[1] = lossy
     async with running(rig.feed):
         await until(rig.feed.connected.is_set, "the feed to connect")
+        await until(lambda: rig.replica.copy(ENV) is not None, "the replica to be trusted")
         await rig.model.apply(flag(1, 30))
         await rig.model.apply(flag(2, 40))
         await until(lambda: percentage_in(rig.replica) == 40, "the missed changes, replayed")
@@ -168,6 +176,7 @@ async def test_changes_the_subscription_did_not_bring_are_replayed(rig: Rig) -> 
 async def test_redis_going_back_in_time_is_rebuilt_under_a_new_epoch(rig: Rig) -> None:
     async with running(rig.feed):
         await until(rig.feed.connected.is_set, "the feed to connect")
+        await until(lambda: rig.replica.copy(ENV) is not None, "the replica to be trusted")
         for version in (1, 2, 3):
             await rig.model.apply(flag(version, version * 10))
         await until(lambda: rig.replica.position(ENV)[1] == 3, "revision 3")  # type: ignore[index]
@@ -197,12 +206,114 @@ async def test_a_write_a_relay_applied_first_is_still_read_by_its_writer(rig: Ri
     """A relay (this instance's or another's) may apply the committed change before the writer
     does; the writer's apply then finds it STALE, and must still put it in its own replica
     (read-your-writes), not wait for the feed to bring it."""
-    from service.propagation import Propagator  # noqa: PLC0415 - the service side of the rig
+    from database.uow import Published  # noqa: PLC0415 - the service side of the rig
+    from service.propagation import Outcome, Propagator  # noqa: PLC0415
 
-    await rig.model.rebuild(ENV, [], [], force=False)
+    await build(rig.model, ENV)
     rig.replica.hydrate(ENV, await rig.model.snapshot(ENV))  # no feed: only the writer's apply
     propagator = Propagator(NoStore(), rig.model, rig.replica, wait=1.0, relay_interval=1.0)  # type: ignore[arg-type]
     change = flag(1, 70)
     assert await rig.model.apply(change) == 1  # the relay got there first
-    assert await propagator.propagate([(7, change)]) is True
+    assert await propagator.propagate([Published(7, change, 0)]) is Outcome.COMPLETE
     assert percentage_in(rig.replica) == 70
+
+
+# -- issue 9: proof against the database, and nothing blocks the feed ---------------------
+
+
+async def test_a_loss_found_by_the_proof_untrusts_and_rebuilds_under_a_new_epoch(rig: Rig) -> None:
+    rig.feed.verify_every = 0.05
+    async with running(rig.feed):
+        await until(lambda: rig.replica.copy(ENV) is not None, "the replica to be trusted")
+        old_epoch = await rig.model.epoch(ENV)
+        assert old_epoch is not None
+        subscriber = rig.feed.broadcaster.subscribe(ENV, None)
+
+        async def lost(environment: str) -> tuple[str, str] | None:
+            rig.verify_answer = None  # once
+            return old_epoch, "lost_writes"
+
+        rig.verify_answer = lost
+        await until(lambda: subscriber.closed is not None, "the stream to be closed")
+        await until(
+            lambda: (copy := rig.replica.copy(ENV)) is not None and copy.epoch != old_epoch,
+            "a trusted replica of the rebuilt model",
+        )
+        assert rig.causes == ["lost_writes"]
+
+
+async def test_a_snapshot_is_trusted_only_once_proven(rig: Rig) -> None:
+    """On (re)connect the replica is hydrated from Redis, but not served until the database
+    confirmed Redis holds every acknowledged change."""
+    proven = asyncio.Event()
+
+    async def slow_proof(environment: str) -> tuple[str, str] | None:
+        await proven.wait()
+        return None
+
+    rig.verify_answer = slow_proof
+    await build(rig.model, ENV)  # as another instance left it (a build of our own is proof)
+    async with running(rig.feed):
+        await until(rig.feed.connected.is_set, "the feed to connect")
+        await until(lambda: rig.replica.position(ENV) is not None, "the snapshot")
+        await asyncio.sleep(0.1)  # the proof is pending: however long it takes, no trust
+        assert rig.replica.copy(ENV) is None
+        proven.set()
+        await until(lambda: rig.replica.copy(ENV) is not None, "trust after the proof")
+
+
+async def test_an_unreachable_database_serves_the_model_as_it_is_and_says_so(rig: Rig) -> None:
+    async def down(environment: str) -> tuple[str, str] | None:
+        raise ConnectionError("the database does not answer")
+
+    rig.verify_answer = down
+    async with running(rig.feed):
+        await until(lambda: rig.replica.copy(ENV) is not None, "the replica served anyway")
+        proof = rig.feed.verification(ENV)
+        assert (proof["verified"], proof["database_reachable"]) == (False, False)
+
+
+async def test_an_environment_waiting_for_a_build_does_not_freeze_the_others() -> None:
+    """The build of one environment hangs (another instance holds its lock); changes of the
+    other environment keep reaching the replica and its streams, and the waiting one is not
+    served from a frozen copy."""
+    server = FakeServer()
+    redis, feed_redis = FakeAsyncRedis(server=server), FakeAsyncRedis(server=server)
+    model = RedisReadModel(redis, Keys("t:"), feed_length=100)
+    replica = Replica()
+    release = asyncio.Event()
+
+    class Maintainer:
+        async def ensure_built(self, environment: str) -> None:
+            if environment == "staging":
+                await release.wait()  # another instance's build, taking its time
+            if await model.epoch(environment) is None:
+                await build(model, environment)
+
+        async def rebuild_lost(self, environment: str, epoch: str, cause: str) -> None:
+            await model.retire(environment, epoch)
+            await self.ensure_built(environment)
+
+        async def verify(self, environment: str) -> tuple[str, str] | None:
+            return None
+
+    await build(model, ENV)
+    broadcaster = Broadcaster(100)
+    feed = ChangeFeed(
+        feed_redis, model, replica, broadcaster, [ENV, "staging"], maintainer=Maintainer()
+    )
+    feed.check_every = 0.05
+    async with running(feed):
+        await until(lambda: replica.copy(ENV) is not None, "production to be served")
+        subscriber = broadcaster.subscribe(ENV, None)
+        await model.apply(flag(1, 55), 1)
+        await until(lambda: percentage_in(replica) == 55, "production's change")
+        message = await subscriber.queue.get(DEADLINE)
+        assert message is not None
+        assert message.revision == 1
+        assert replica.copy("staging") is None  # not built: never served as trusted
+        assert feed.verification("staging")["rebuilding"] is True
+        release.set()
+        await until(lambda: replica.copy("staging") is not None, "staging once built")
+    await redis.aclose()
+    await feed_redis.aclose()

@@ -190,3 +190,42 @@ def test_the_state_file_is_synced_to_disk_before_it_replaces_the_last_one(
     _write_atomically(tmp_path / "state.json", {"cursor": "e:1"})
     assert steps == ["fsync", "replace"]
     assert json.loads((tmp_path / "state.json").read_text()) == {"cursor": "e:1"}
+
+
+JSON_CHANGES = {
+    "1 to true": (1, True),
+    "1 to 1.0": (1, 1.0),
+    "0 to false": (0, False),
+    "an object's 1 to true": ({"a": 1}, {"a": True}),
+    "a list's 1.0 to 1": ([1.0], [1]),
+}
+
+
+@pytest.mark.parametrize(("old", "new"), JSON_CHANGES.values(), ids=JSON_CHANGES.keys())
+def test_a_change_python_calls_equal_is_still_a_change(old: Any, new: Any) -> None:
+    """The server stores 1 -> true as a new version; the client must not keep serving 1."""
+    client = AuroraClient("http://127.0.0.1:9", bootstrap={"configs": [config("k", old)]})
+    seen: list[Change] = []
+    client.on_change(seen.append)
+    event = ChangeEvent("config", "upsert", "k", "production", None, 2, config("k", new, None, 2))
+    client._notify(client._cache.apply(event, "e:2"))
+    assert json.dumps(client.get("k")) == json.dumps(new)
+    assert seen == [Change("config", "k", old, new)]
+    assert json.dumps(seen[0].new) == json.dumps(new)
+
+
+@pytest.mark.parametrize(("old", "new"), JSON_CHANGES.values(), ids=JSON_CHANGES.keys())
+def test_a_snapshot_reports_changes_python_calls_equal(old: Any, new: Any) -> None:
+    cache = LocalCache("production", None)
+    cache.load({"configs": [config("k", old)]})
+    changes = cache.load({"configs": [config("k", new, version=2)]})
+    assert [(c.key, json.dumps(c.new)) for c in changes] == [("k", json.dumps(new))]
+
+
+def test_a_key_order_is_not_a_change() -> None:
+    cache = LocalCache("production", None)
+    cache.load({"configs": [config("k", {"a": 1, "b": 2})]})
+    event = ChangeEvent(
+        "config", "upsert", "k", "production", None, 2, config("k", {"b": 2, "a": 1}, version=2)
+    )
+    assert cache.apply(event, "e:2") == []

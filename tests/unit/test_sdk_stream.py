@@ -15,24 +15,24 @@ from typing import Any
 import httpx
 import pytest
 from aurora_client import AuroraClient, Status
+from aurora_client._client import _write_atomically
 from aurora_client.openfeature import AuroraProvider
 from openfeature import api
 from openfeature.event import ProviderEvent
 
+FLAG = {
+    "flag_key": "f",
+    "environment": "production",
+    "is_enabled": True,
+    "rollout_percentage": 100,
+    "version": 1,
+}
 SNAPSHOT = {
     "cursor": "e:1",
     "environment": "production",
     "service_name": None,
     "configs": [],
-    "flags": [
-        {
-            "flag_key": "f",
-            "environment": "production",
-            "is_enabled": True,
-            "rollout_percentage": 100,
-            "version": 1,
-        }
-    ],
+    "flags": [FLAG],
     "heartbeat_seconds": 15,
 }
 
@@ -409,3 +409,55 @@ async def test_a_refused_token_is_an_error_even_with_a_bootstrap_and_is_retried(
         await until(lambda: client.status is Status.READY)
     assert seen == [Status.ERROR, Status.STALE, Status.READY]  # accepted, then confirmed
     assert client.last_error is None
+
+
+@pytest.mark.anyio
+async def test_a_failed_state_file_write_is_retried_and_saving_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A disk that fails once (full, read-only for a moment) must not end persistence for the
+    life of the client: the newest state reaches the file once the disk works again."""
+    monkeypatch.setattr("aurora_client._client.PERSIST_EVERY_SECONDS", 0.01)
+    real_write = _write_atomically
+    failed = 0
+
+    def flaky_write(path: Path, data: dict[str, Any]) -> None:
+        nonlocal failed
+        if failed == 0:
+            failed += 1
+            raise OSError(28, "No space left on device")
+        real_write(path, data)
+
+    monkeypatch.setattr("aurora_client._client._write_atomically", flaky_write)
+    more = asyncio.Event()
+
+    def answer(n: int) -> httpx.Response:
+        async def body() -> AsyncIterator[bytes]:
+            yield snapshot()
+            await more.wait()
+            state = {**FLAG, "rollout_percentage": 30, "version": 2}
+            change = {"kind": "flag", "op": "upsert", "key": "f", "environment": "production"}
+            yield sse("upsert", {**change, "version": 2, "state": state}, id="e:2")
+            await asyncio.Event().wait()
+
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+
+    state_file = tmp_path / "state.json"
+    client = Server(answer).client(cache_file=state_file)
+
+    def saved_cursor() -> str | None:
+        try:
+            return json.loads(state_file.read_text())["cursor"]  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            return None
+
+    async with client:
+        await until(lambda: failed == 1)
+        await until(lambda: saved_cursor() == "e:1")  # retried after the failure
+        more.set()
+        await until(lambda: saved_cursor() == "e:2")  # and saving goes on
+        assert client.status is Status.READY
+        assert client.evaluation("f", "u") is not None
+        assert client.all_flags()["f"].rollout_percentage == 30
+    assert client.persist_failures == 1
+    assert any("No space left" in r.getMessage() for r in caplog.records)

@@ -8,13 +8,14 @@ import pytest
 from aurora_client.events import ChangeEvent
 
 from database.models import Configuration, FeatureFlag, scope_of
-from service.errors import AlreadyExists, Forbidden, VersionMismatch
+from service.errors import AlreadyExists, Forbidden, NotFound, VersionMismatch
 from service.etag import IfMatch
 from service.principal import Principal
 from service.usecases import configs, flags
 
 ADMIN = Principal("admin", frozenset({"admin"}))
 STAGING_WRITER = Principal("stager", frozenset({"write:staging"}))
+READER_STAGING_WRITER = Principal("reader", frozenset({"read", "write:staging"}))
 
 
 class FakeConfigs:
@@ -163,8 +164,10 @@ def test_scopes_are_checked_before_any_data_is_touched(uow: FakeUnitOfWork) -> N
     flag = make_flag(uow)
     with pytest.raises(Forbidden):
         flags.toggle(uow, "production", "f", enabled=True, if_match=None, actor=STAGING_WRITER)
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):  # it cannot read production: the id is missing to it
         flags.delete(uow, flag.id, if_match=None, actor=STAGING_WRITER)
+    with pytest.raises(Forbidden):  # it can read production, but not change it
+        flags.delete(uow, flag.id, if_match=None, actor=READER_STAGING_WRITER)
     with pytest.raises(Forbidden):
         configs.create(
             uow,
