@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt bench migrate clean
+.PHONY: run test soak lint fmt bench migrate clean
 
 $(STAMP): pyproject.toml client/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ run: $(STAMP)
 ## The whole suite: lint, types, and tests on SQLite and on the local MariaDB/Redis.
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -n 2
+
+## Long runs kept out of `make test`: 500 seeds of randomized faults (tests/e2e/test_fault_storm.py).
+soak: $(STAMP)
+	AURORA_FAULT_SEEDS=$${AURORA_FAULT_SEEDS:-500} $(BIN)/python -m pytest -p no:randomly \
+		tests/e2e/test_fault_storm.py --log-cli-level=INFO
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict, deque
+from collections.abc import Callable
 
 from cache.messages import FeedMessage
 
@@ -78,11 +79,14 @@ def _expire(waiter: asyncio.Future[None]) -> None:
 
 
 class Subscriber:
-    __slots__ = ("capacity", "closed", "environment", "queue", "service_name")
+    __slots__ = ("capacity", "closed", "environment", "owner", "queue", "service_name")
 
-    def __init__(self, environment: str, service_name: str | None, capacity: int) -> None:
+    def __init__(
+        self, environment: str, service_name: str | None, capacity: int, owner: str | None = None
+    ) -> None:
         self.environment = environment
         self.service_name = service_name
+        self.owner = owner  # the hash of the API token that opened it (None: never re-checked)
         self.queue = Mailbox()
         self.capacity = capacity
         self.closed: str | None = None  # why the stream must end, once it must
@@ -123,8 +127,10 @@ class Broadcaster:
         self._subscribers: dict[str, set[Subscriber]] = defaultdict(set)
         self.dropped = 0
 
-    def subscribe(self, environment: str, service_name: str | None) -> Subscriber:
-        subscriber = Subscriber(environment, service_name, self.capacity)
+    def subscribe(
+        self, environment: str, service_name: str | None, owner: str | None = None
+    ) -> Subscriber:
+        subscriber = Subscriber(environment, service_name, self.capacity, owner)
         self._subscribers[environment].add(subscriber)
         return subscriber
 
@@ -144,6 +150,18 @@ class Broadcaster:
                 for subscriber in subscribers:
                     subscriber.close(reason)
                 subscribers.clear()
+
+    def close_unless(self, allowed: Callable[[str, str], bool], reason: str) -> int:
+        """End the streams whose owner may no longer read them, `allowed(owner, environment)`
+        (the token was revoked, issue #9); how many were closed."""
+        closed = 0
+        for environment, subscribers in self._subscribers.items():
+            for subscriber in list(subscribers):
+                if subscriber.owner is not None and not allowed(subscriber.owner, environment):
+                    subscriber.close(reason)
+                    subscribers.discard(subscriber)
+                    closed += 1
+        return closed
 
     def counts(self) -> dict[str, int]:
         return {name: len(subs) for name, subs in self._subscribers.items() if subs}

@@ -164,7 +164,7 @@ class ChangeFeed:
                     if message["type"] == "message":
                         await self._deliver(FeedMessage.parse(message["data"]))
                 while self._done:
-                    await self._catch_up(self._done.pop(), verify=False)
+                    await self._catch_up(self._done.pop(), verify=True)
                 if now >= next_check:
                     if now - heard > self.silent_after:
                         raise SubscriptionSilent(f"no answer for {now - heard:.1f}s")

@@ -27,8 +27,8 @@ class EnvKeys:
     versions: str  # hash: "c|<field>" / "f|<key>" -> version, kept after deletes (tombstones)
     feed: str  # stream of the last N change messages, for replay by cursor
     lock: str  # rebuild lock: the builder's fencing token, with a TTL the builder extends
-    applied: str  # the database sequence number up to which every change has been applied
-    ahead: str  # sorted set: sequence numbers applied above `applied` (arrived out of order)
+    applied: str  # hash: shard -> the sequence number up to which all its changes are applied
+    ahead: str  # set: "shard:number" applied above the shard's watermark (out of order)
 
     def staging(self, name: str, token: str) -> str:
         """Where one builder stages `name`: per builder, so a second one never touches it."""

@@ -9,8 +9,10 @@ readable. An environment without an epoch key has not been built (or Redis lost 
 script refuses to apply to it, and reads refuse to answer from it, until it is rebuilt.
 
 Every change also carries its number in the environment's committed sequence (kept by the
-database, database/repositories.py). The script records which numbers it has applied, a
-watermark below which all are in plus the few above it that arrived out of order, so the service
+database per shard, database/repositories.py). The script records which numbers it has applied,
+per shard a watermark below which all are in plus the few above it that arrived out of order
+(`applied`: a hash whose field `_` says recording is on; `ahead`: a set of "shard:number"), so the
+service
 can prove Redis holds every change the database acknowledged (`applied`), whatever way Redis
 came back from a fault (an older snapshot, a lagging replica promoted, an AOF that lost a second).
 """
@@ -55,16 +57,17 @@ if top and tonumber(string.match(top[1], '^%d+')) > current then
 end
 local seq = tonumber(ARGV[9])
 local function note_applied()
-  if seq <= 0 then return end
-  local watermark = tonumber(redis.call('GET', KEYS[6]) or '-1')
-  if watermark < 0 or seq <= watermark then return end
-  redis.call('ZADD', KEYS[7], seq, seq)
+  if seq <= 0 or not redis.call('HGET', KEYS[6], '_') then return end
+  local shard = ARGV[10]
+  local watermark = tonumber(redis.call('HGET', KEYS[6], shard) or '0')
+  if seq <= watermark then return end
+  redis.call('SADD', KEYS[7], string.format('%s:%d', shard, seq))
   local run = watermark
-  while redis.call('ZSCORE', KEYS[7], run + 1) do run = run + 1 end
-  if run > watermark then
-    redis.call('SET', KEYS[6], run)
-    redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', run)
+  while redis.call('SISMEMBER', KEYS[7], string.format('%s:%d', shard, run + 1)) == 1 do
+    run = run + 1
+    redis.call('SREM', KEYS[7], string.format('%s:%d', shard, run))
   end
+  if run > watermark then redis.call('HSET', KEYS[6], shard, run) end
 end
 local version = tonumber(ARGV[3])
 local held = tonumber(redis.call('HGET', KEYS[4], ARGV[2]) or '0')
@@ -97,7 +100,7 @@ return {redis.call('GET', KEYS[1]) or '', redis.call('GET', KEYS[2]) or '0',
 # Swap the staged hashes in, start a new epoch, drop the old epoch's feed, tell subscribers.
 # Refuses (-1) if another rebuild already set an epoch meanwhile, and (-4) if this builder no
 # longer holds the lock (it stalled past its TTL and another took over: the fencing token). The
-# applied watermark becomes the database sequence the staged items were read at.
+# applied watermarks become the database sequence (per shard) the staged items were read at.
 _FINISH_REBUILD = """
 if redis.call('GET', KEYS[10]) ~= ARGV[5] then return -4 end
 if redis.call('EXISTS', KEYS[1]) == 1 and ARGV[4] == 'if-missing' then return -1 end
@@ -110,8 +113,9 @@ for i = 0, 2 do
     redis.call('DEL', live)
   end
 end
-redis.call('DEL', KEYS[6], KEYS[12])
-redis.call('SET', KEYS[11], ARGV[6])
+redis.call('DEL', KEYS[6], KEYS[11], KEYS[12])
+redis.call('HSET', KEYS[11], '_', '1')
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[11], ARGV[i], ARGV[i + 1]) end
 redis.call('SET', KEYS[1], ARGV[1])
 local rev = tonumber(redis.call('GET', KEYS[2]) or '0')
 redis.call('SET', KEYS[2], rev)
@@ -151,34 +155,38 @@ class Tombstone:
 @dataclass(frozen=True, slots=True)
 class EnvironmentItems:
     """What a rebuild starts from: the live items of an environment and its tombstones, read in
-    one transaction with the environment's committed sequence number they reflect."""
+    one transaction with the committed sequence ({shard: number}) they reflect."""
 
     configs: list[Item]
     flags: list[Item]
     tombstones: list[Tombstone]
-    sequence: int = 0
+    sequence: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """Which of the environment's committed changes the read model holds: every sequence number
-    up to `watermark` (None: the model predates sequence tracking, so nothing is provable),
-    and `ahead`, those above it that were applied out of order."""
+    """Which of the environment's committed changes the read model holds: per shard, every
+    number up to its watermark (None: the model predates sequence tracking, so nothing is
+    provable), and `ahead`, the (shard, number) applied above a watermark, out of order."""
 
     epoch: str | None
-    watermark: int | None
-    ahead: frozenset[int]
+    watermarks: dict[int, int] | None
+    ahead: frozenset[tuple[int, int]]
 
-    def missing(self, committed: int, waiting: Iterable[int]) -> int:
-        """How many of the changes numbered 1..`committed` are in neither the read model nor
-        `waiting` (the outbox): acknowledged changes that Redis lost. -1 when Redis records
-        more than the database committed (the database went back), which is a loss too."""
-        assert self.watermark is not None
-        if self.watermark > committed:
+    def missing(self, committed: dict[int, int], waiting: Iterable[tuple[int, int]]) -> int:
+        """How many committed changes are in neither the read model nor `waiting` (the outbox):
+        acknowledged changes that Redis lost. -1 when Redis records more than the database
+        committed in some shard (the database went back), which is a loss too."""
+        assert self.watermarks is not None
+        if any(mark > committed.get(shard, 0) for shard, mark in self.watermarks.items()):
             return -1
-        covered = {s for s in self.ahead if self.watermark < s <= committed}
-        covered.update(s for s in waiting if self.watermark < s <= committed)
-        return committed - self.watermark - len(covered)
+        covered = set(self.ahead) | set(waiting)
+        lost = 0
+        for shard, last in committed.items():
+            mark = self.watermarks.get(shard, 0)
+            held = sum(1 for s, n in covered if s == shard and mark < n <= last)
+            lost += last - mark - held
+        return lost
 
 
 # Retire an epoch whose data Redis lost in part: applies are refused until it is rebuilt.
@@ -247,12 +255,12 @@ class RedisReadModel:
 
     # -- writes ------------------------------------------------------------------------------
 
-    async def apply(self, event: ChangeEvent, sequence: int = 0) -> int:
-        """Apply one change, numbered `sequence` in its environment's committed sequence (0:
-        unnumbered). Returns its feed revision, STALE (0) if Redis already holds this version,
-        SUPERSEDED (-3) if it holds a newer one, NOT_BUILT (-1) if the environment has no read
-        model, or DAMAGED (-2) if Redis lost part of it (the epoch is retired: the caller
-        rebuilds). STALE and SUPERSEDED still record the sequence number as applied."""
+    async def apply(self, event: ChangeEvent, sequence: int = 0, shard: int = 0) -> int:
+        """Apply one change, numbered `sequence` in `shard` of its environment's committed
+        sequence (0: unnumbered). Returns its feed revision, STALE (0) if Redis already holds
+        this version, SUPERSEDED (-3) if it holds a newer one, NOT_BUILT (-1) if the environment
+        has no read model, or DAMAGED (-2) if Redis lost part of it (the epoch is retired: the
+        caller rebuilds). STALE and SUPERSEDED still record the sequence number as applied."""
         k = self.keys.env(event.environment)
         if event.kind == "config":
             field, data = config_field(event.service_name, event.key), k.configs
@@ -271,6 +279,7 @@ class RedisReadModel:
                 self.keys.channel,
                 event.environment,
                 sequence,
+                shard,
             ],
         )
         return int(result)
@@ -330,7 +339,7 @@ class RedisReadModel:
                     environment,
                     "always" if force else "if-missing",
                     token,
-                    items.sequence,
+                    *(part for pair in sorted(items.sequence.items()) for part in pair),
                 ],
             )
         )
@@ -388,13 +397,16 @@ class RedisReadModel:
         k = self.keys.env(environment)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.get(k.epoch)
-            pipe.get(k.applied)
-            pipe.zrange(k.ahead, 0, -1)
-            epoch, watermark, ahead = await pipe.execute()
+            pipe.hgetall(k.applied)
+            pipe.smembers(k.ahead)
+            epoch, marks, ahead = await pipe.execute()
+        watermarks = {_text(f): int(v) for f, v in marks.items()}
+        recorded = watermarks.pop("_", None) is not None
+        pairs = (_text(member).split(":") for member in ahead)
         return Applied(
             _text(epoch) if epoch else None,
-            None if watermark is None else int(watermark),
-            frozenset(int(s) for s in ahead),
+            {int(shard): mark for shard, mark in watermarks.items()} if recorded else None,
+            frozenset((int(shard), int(number)) for shard, number in pairs),
         )
 
     async def epoch(self, environment: str) -> str | None:

@@ -88,8 +88,14 @@ class Streams:
         self.prove = prove  # the feed's proof of the read model against the database
 
     async def open(
-        self, environment: str, service_name: str | None, last_event_id: str | None
+        self,
+        environment: str,
+        service_name: str | None,
+        last_event_id: str | None,
+        owner: str | None = None,
     ) -> ChangeStream:
+        """`owner`: the hash of the API token that opens the stream, so that the stream can be
+        closed once the token is revoked (Broadcaster.close_unless)."""
         copy = self.replica.copy(environment)
         if copy is None:
             raise StreamUnavailable(environment)
@@ -107,7 +113,7 @@ class Streams:
                 raise CursorAhead(environment)
             if self.replica.copy(environment) is None:
                 raise StreamUnavailable(environment)
-        subscriber = self.broadcaster.subscribe(environment, service_name)
+        subscriber = self.broadcaster.subscribe(environment, service_name, owner)
         return ChangeStream(self, subscriber, resume)
 
 

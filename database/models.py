@@ -287,8 +287,9 @@ class OutboxEntry(Base):
     environment: Mapped[str] = mapped_column(String(ENVIRONMENT_LENGTH))
     event: Mapped[Any] = mapped_column(Json)  # aurora_client.events.ChangeEvent.to_dict()
     created_at: Mapped[datetime] = mapped_column(Timestamp)
-    # The change's place in its environment's committed sequence (ChangeSequence); 0 for rows
-    # written before migration 0005.
+    # The change's place in its environment's committed sequence (ChangeSequence): the shard of
+    # the item and the number within it; 0 for rows written before migration 0005.
+    shard: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     sequence: Mapped[int] = mapped_column(BigInteger, server_default="0")
     # Set when the relay could not apply the row (it cannot be parsed, or Redis refuses it): it
     # no longer blocks the others, and the read model is rebuilt from the tables instead.
@@ -296,15 +297,21 @@ class OutboxEntry(Base):
 
 
 class ChangeSequence(Base):
-    """The number of changes ever committed in an environment, bumped in the same transaction
-    as the changes and their outbox rows (one row per environment, locked only from that update
-    to the commit). The Redis read model records which of these it has applied; comparing the
-    two proves it holds every acknowledged change, however Redis came back from a fault."""
+    """How many changes were ever committed in an environment, counted per shard (the item's
+    key decides its shard: SEQUENCE_SHARDS), bumped in the same transaction as the changes and
+    their outbox rows. The Redis read model records which of these it has applied; comparing the
+    two proves it holds every acknowledged change, however Redis came back from a fault.
+
+    Sharded because a counter row is locked from its update to the commit, COMMIT's log flush
+    included: one row per environment would make every writer of an environment commit one
+    after another (measured: 8 writers on MariaDB lost ~28 % of their throughput); writers of
+    different shards commit side by side, as before."""
 
     __tablename__ = "change_sequences"
     __table_args__ = (TABLE_OPTIONS,)
 
     environment: Mapped[str] = mapped_column(String(ENVIRONMENT_LENGTH), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
     last_sequence: Mapped[int] = mapped_column(BigInteger)
 
 

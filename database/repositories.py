@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -23,6 +24,18 @@ from database.models import (
 )
 
 ItemKind = Literal["config", "flag"]
+
+#: Shards of each environment's committed sequence (see ChangeSequence). Changing it is safe:
+#: a shard is named by each outbox row and each Redis record, not derived again later.
+SEQUENCE_SHARDS = 16
+
+
+def sequence_shard(event: dict[str, Any]) -> int:
+    """The shard of a change: by its item, so the changes of one item stay in one shard."""
+    item = f"{event.get('kind')}|{event.get('service_name') or ''}|{event.get('key')}"
+    return zlib.crc32(item.encode()) % SEQUENCE_SHARDS
+
+
 Action = Literal["create", "update", "delete"]
 
 
@@ -252,54 +265,60 @@ class OutboxRepository:
 
     def number_and_add(self) -> None:
         """Number the queued changes in their environments' committed sequences (one locked
-        increment per environment) and insert them. Called by the unit of work's commit."""
-        counts: dict[str, int] = {}
+        increment per environment and shard, in a fixed order) and insert them. Called by the
+        unit of work's commit."""
+        counts: dict[tuple[str, int], int] = {}
         for entry in self.added:
-            counts[entry.environment] = counts.get(entry.environment, 0) + 1
-        last = {env: self._advance(env, count) for env, count in counts.items()}
+            entry.shard = sequence_shard(entry.event)
+            counts[entry.environment, entry.shard] = (
+                counts.get((entry.environment, entry.shard), 0) + 1
+            )
+        last = {place: self._advance(*place, count) for place, count in sorted(counts.items())}
         for entry in reversed(self.added):
-            entry.sequence = last[entry.environment]
-            last[entry.environment] -= 1
+            entry.sequence = last[entry.environment, entry.shard]
+            last[entry.environment, entry.shard] -= 1
         self._session.add_all(self.added)
 
-    def _advance(self, environment: str, count: int) -> int:
-        """Add `count` to the environment's sequence (created at `count` if missing) and return
-        the new value. The row stays locked until the transaction ends, so numbers are dense and
-        never handed out twice."""
+    def _advance(self, environment: str, shard: int, count: int) -> int:
+        """Add `count` to one shard of the environment's sequence (created at `count` if
+        missing) and return the new value. The row stays locked until the transaction ends, so
+        numbers are dense and never handed out twice."""
         dialect = self._session.get_bind().dialect.name
-        values = {"environment": environment, "last_sequence": count}
+        values = {"environment": environment, "shard": shard, "last_sequence": count}
         bumped = ChangeSequence.last_sequence + count
-        if dialect == "sqlite":
+        if dialect == "sqlite":  # one statement: SQLite has RETURNING since 3.35
             lite = sqlite.insert(ChangeSequence).values(values)
-            upsert: Any = lite.on_conflict_do_update(
-                index_elements=[ChangeSequence.environment], set_={"last_sequence": bumped}
-            )
-        elif dialect in ("mysql", "mariadb"):
-            upsert = mysql.insert(ChangeSequence).values(values)
-            upsert = upsert.on_duplicate_key_update(last_sequence=bumped)
-        else:  # pragma: no cover - the service runs on SQLite, MySQL, MariaDB and TiDB only
-            raise NotImplementedError(dialect)
-        self._session.execute(upsert)
-        value = self._session.scalar(
-            select(ChangeSequence.last_sequence).where(ChangeSequence.environment == environment)
-        )
-        assert value is not None  # written by the statement above, in this transaction
-        return int(value)
+            upsert = lite.on_conflict_do_update(
+                index_elements=[ChangeSequence.environment, ChangeSequence.shard],
+                set_={"last_sequence": bumped},
+            ).returning(ChangeSequence.last_sequence)
+            return int(self._session.execute(upsert).scalar_one())
+        if dialect in ("mysql", "mariadb"):
+            # One round trip: LAST_INSERT_ID(expr) puts the new value in the OK packet's
+            # insert id (0 when the row was inserted instead: then it is `count`). TiDB too.
+            upsert_my = mysql.insert(ChangeSequence).values(values)
+            upsert_my = upsert_my.on_duplicate_key_update(last_sequence=func.last_insert_id(bumped))
+            result: Any = self._session.execute(upsert_my)
+            return int(result.lastrowid or count)
+        raise NotImplementedError(dialect)  # pragma: no cover - SQLite, MySQL, MariaDB, TiDB
 
-    def committed(self, environment: str) -> tuple[int, list[int]]:
-        """(the environment's last committed sequence number, the numbers of its changes still
-        waiting in the outbox): what the read model must hold, and what it may still miss."""
-        last = self._session.scalar(
-            select(ChangeSequence.last_sequence).where(ChangeSequence.environment == environment)
-        )
-        waiting = self._session.scalars(
-            select(OutboxEntry.sequence).where(
+    def committed(self, environment: str) -> tuple[dict[int, int], list[tuple[int, int]]]:
+        """({shard: last committed sequence number}, the (shard, number) of the environment's
+        changes still waiting in the outbox): what the read model must hold, and what it may
+        still miss."""
+        last = self._session.execute(
+            select(ChangeSequence.shard, ChangeSequence.last_sequence).where(
+                ChangeSequence.environment == environment
+            )
+        ).all()
+        waiting = self._session.execute(
+            select(OutboxEntry.shard, OutboxEntry.sequence).where(
                 OutboxEntry.environment == environment,
                 OutboxEntry.quarantined_at.is_(None),
                 OutboxEntry.sequence > 0,
             )
         ).all()
-        return int(last or 0), sorted(waiting)
+        return {int(shard): int(n) for shard, n in last}, [(int(a), int(b)) for a, b in waiting]
 
     def pending(self, limit: int) -> Sequence[OutboxEntry]:
         """Oldest first (by time, then id: TiDB ids are unique but not ordered)."""

@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS change_outbox (
     environment VARCHAR(64) NOT NULL,
     event JSON NOT NULL,
     created_at DATETIME(6) NOT NULL,
+    shard SMALLINT NOT NULL DEFAULT 0,
     sequence BIGINT NOT NULL DEFAULT 0,
     quarantined_at DATETIME(6) NULL,
     CONSTRAINT pk_change_outbox PRIMARY KEY (id)
@@ -88,12 +89,14 @@ CREATE TABLE IF NOT EXISTS change_outbox (
 
 CREATE INDEX ix_change_outbox_created_at ON change_outbox (created_at);
 
--- Committed changes per environment (migration 0005), bumped in each change's transaction; the
--- Redis read model records which it has applied, so a Redis that lost writes is detected.
+-- Committed changes per environment and shard (migration 0005), bumped in each change's
+-- transaction; the Redis read model records which it has applied, so a Redis that lost writes
+-- is detected. Sharded so that writers of one environment do not commit one at a time.
 CREATE TABLE IF NOT EXISTS change_sequences (
     environment VARCHAR(64) NOT NULL,
+    shard SMALLINT NOT NULL,
     last_sequence BIGINT NOT NULL,
-    CONSTRAINT pk_change_sequences PRIMARY KEY (environment)
+    CONSTRAINT pk_change_sequences PRIMARY KEY (environment, shard)
 ) DEFAULT CHARSET = utf8mb4;
 
 -- API tokens (migration 0003): only the SHA-256 of each token is stored.

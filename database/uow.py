@@ -21,11 +21,12 @@ from database.repositories import (
 
 class Published(NamedTuple):
     """A committed change, the id of its outbox row, and its place in its environment's
-    committed sequence (0 for rows written before sequences existed)."""
+    committed sequence: a shard and a number (0 for rows written before sequences existed)."""
 
     outbox_id: int
     event: ChangeEvent
-    sequence: int
+    shard: int = 0
+    sequence: int = 0
 
 
 class UnitOfWork(Protocol):
@@ -88,6 +89,6 @@ class SqlUnitOfWork:
                 raise CommitOutcomeUnknown(str(exc.orig)) from exc
             raise
         self.published = [
-            Published(entry.id, ChangeEvent.from_dict(entry.event), entry.sequence)
+            Published(entry.id, ChangeEvent.from_dict(entry.event), entry.shard, entry.sequence)
             for entry in self.outbox.added
         ]

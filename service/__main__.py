@@ -17,9 +17,11 @@ import sys
 import time
 
 import uvicorn
+from redis.exceptions import RedisError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from cache.tokens import TokenNotices
 from database.engine import create_database, make_engine, make_sessions
 from database.migrations import upgrade_to_head
 from database.uow import SqlUnitOfWork
@@ -27,6 +29,7 @@ from service.app import create_app
 from service.errors import AuroraError
 from service.logs import configure_logging
 from service.principal import CLI_ACTOR, parse_scopes
+from service.runtime import redis_clients
 from service.settings import Settings
 from service.usecases import tokens
 
@@ -86,14 +89,34 @@ def _tokens(args: argparse.Namespace, settings: Settings) -> int:
                 state = f"revoked {token.revoked_at:%Y-%m-%d}" if token.revoked_at else "active"
                 print(f"{token.name}\t{','.join(token.scopes)}\t{state}")
         else:
-            tokens.revoke(uow, args.name)
+            token = tokens.revoke(uow, args.name)
             log.info("revoked token %r", args.name)
+            asyncio.run(_push_revocation(settings, token.token_hash))
     except AuroraError as exc:
         log.error("%s", exc.detail)
         return 1
     finally:
         engine.dispose()
     return 0
+
+
+async def _push_revocation(settings: Settings, token_hash: str) -> None:
+    """Tell the running instances through Redis (cache/tokens.py), so they refuse the token at
+    once rather than at their next reload (within AURORA_TOKEN_CACHE_SECONDS)."""
+    if settings.redis_url is None:
+        return  # embedded: no other instance to tell
+    redis, subscriber, helpers = redis_clients(settings, "cli")
+    try:
+        await TokenNotices(redis, settings.redis_prefix).publish_revoked(token_hash)
+    except (RedisError, OSError) as exc:
+        log.warning(
+            "not pushed through Redis (%s): instances refuse the token within "
+            "AURORA_TOKEN_CACHE_SECONDS",
+            exc,
+        )
+    finally:
+        for client in (redis, subscriber, *helpers):
+            await client.aclose()
 
 
 def migrate(url: str, *, wait: float, create: bool) -> int:

@@ -80,7 +80,8 @@ class FastReads:
         try:
             if service is not None:
                 service = check_service(service)
-            response = await stream_response(state, environment, service, last_event_id)
+            owner = scope["state"].get("token_hash")
+            response = await stream_response(state, environment, service, last_event_id, owner)
         except (ValueError, StreamUnavailable):
             return None
         scope["aurora.route"] = STREAM

@@ -139,7 +139,7 @@ class Propagator:
         the feed rebuilds it, and the relay applies the rows then)."""
         outcome = Outcome.COMPLETE
         for change in published:
-            revision = await self.read_model.apply(change.event, change.sequence)
+            revision = await self.read_model.apply(change.event, change.sequence, change.shard)
             if revision in (NOT_BUILT, DAMAGED):
                 return None
             if revision == SUPERSEDED:
@@ -185,7 +185,7 @@ class Propagator:
             if environment in unbuilt:
                 continue  # keep this environment's order: nothing after a refused row
             try:
-                revision = await self.read_model.apply(change.event, change.sequence)
+                revision = await self.read_model.apply(change.event, change.sequence, change.shard)
             except ResponseError as exc:  # the script refused this row's data
                 log.error("outbox row %d refused by Redis: %s", change.outbox_id, exc)
                 bad.append(change.outbox_id)
@@ -217,18 +217,18 @@ class Propagator:
         applied = await self.read_model.applied(environment)
         if applied.epoch is None:
             return None
-        if applied.watermark is None:
+        if applied.watermarks is None:
             log.warning("read model of %s records no applied sequence; rebuilding", environment)
             return applied.epoch, Cause.UNRECORDED
         missing = applied.missing(committed, waiting)
         if missing == 0:
             return None
         log.warning(
-            "read model of %s: %s (database sequence %d, Redis complete up to %d)",
+            "read model of %s: %s (database sequence %s, Redis complete up to %s)",
             environment,
             f"{missing} acknowledged changes missing" if missing > 0 else "ahead of the database",
             committed,
-            applied.watermark,
+            applied.watermarks,
         )
         return applied.epoch, Cause.DATABASE_BEHIND if missing < 0 else Cause.LOST_WRITES
 
@@ -302,7 +302,7 @@ class Propagator:
             self.rebuilds[cause] += 1
             log.info(
                 "rebuilt the read model of %s (%s): %d configs, %d flags, %d tombstones, "
-                "sequence %d, epoch %s, %.3fs",
+                "sequence %s, epoch %s, %.3fs",
                 environment,
                 cause,
                 len(items.configs),

@@ -22,6 +22,7 @@ from cache.keys import Keys
 from cache.read_model import RedisReadModel
 from cache.replica import Replica
 from cache.stream import Streams
+from cache.tokens import TokenNotices
 from database.engine import make_engine
 from database.migrations import upgrade_to_head
 from service.auth import Authenticator
@@ -179,6 +180,10 @@ class Runtime:
                 if settings.admin_token
                 else None,
                 cache_seconds=settings.token_cache_seconds,
+                # Revocations pushed through Redis; the subscription has a connection of its
+                # own from the subscriptions' client.
+                notices=TokenNotices(redis, settings.redis_prefix, subscriber=feed_redis),
+                broadcaster=broadcaster,
             ),
             redis_helpers=helpers,
             streams=Streams(
@@ -203,6 +208,7 @@ class Runtime:
             asyncio.create_task(self.feed.run(self._stop), name="change-feed"),
             asyncio.create_task(self.propagator.relay(self._stop), name="outbox-relay"),
             asyncio.create_task(close_streams_on_exit(), name="stream-closer"),
+            asyncio.create_task(self.auth.run(self._stop), name="token-confirmer"),
         ]
         for task in self._tasks:
             task.add_done_callback(self._ended)

@@ -16,14 +16,14 @@ async def build(
     configs: Iterable[dict[str, Any]] = (),
     flags: Iterable[dict[str, Any]] = (),
     tombstones: Iterable[Tombstone] = (),
-    sequence: int = 0,
+    sequence: dict[int, int] | None = None,
     force: bool = False,
 ) -> str | None:
     """Take the lock, rebuild, release: the new epoch, or None if one existed (without force)."""
     token = uuid.uuid4().hex
     assert await model.lock(environment, token, 10_000), "the rebuild lock is taken"
     try:
-        items = EnvironmentItems(list(configs), list(flags), list(tombstones), sequence)
+        items = EnvironmentItems(list(configs), list(flags), list(tombstones), sequence or {})
         return await model.rebuild(environment, items, token=token, force=force)
     finally:
         await model.unlock(environment, token)

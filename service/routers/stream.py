@@ -42,7 +42,8 @@ async def stream_changes(
 ) -> EventSourceResponse:
     """The environment's flags, its global configurations and the service's own, live."""
     try:
-        return await stream_response(request.app.state, env, service, last_event_id)
+        owner = getattr(request.state, "token_hash", None)
+        return await stream_response(request.app.state, env, service, last_event_id, owner)
     except CursorAhead:
         raise Unavailable(
             "Last-Event-ID names a revision the read model does not have (Redis may have lost "
@@ -53,7 +54,7 @@ async def stream_changes(
 
 
 async def stream_response(
-    state: State, env: str, service: str | None, last_event_id: str | None
+    state: State, env: str, service: str | None, last_event_id: str | None, owner: str | None
 ) -> EventSourceResponse:
     """The stream of validated arguments; StreamUnavailable if the change feed is down.
 
@@ -62,7 +63,7 @@ async def stream_response(
     results, exit stacks and exception wrappers alive for the whole stream, measured at
     ~11 KiB per idle connection."""
     settings = state.settings
-    stream = await state.streams.open(env, service, last_event_id)
+    stream = await state.streams.open(env, service, last_event_id, owner)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         first = True
@@ -74,7 +75,8 @@ async def stream_response(
                 retry=settings.sse_retry_ms if first else None,
             )
             first = False
-        # Closed by the server (shutdown, resync, too slow, feed lost): come back soon.
+        # Closed by the server (shutdown, resync, too slow, feed lost, token revoked): come back
+        # soon (a revoked token is then refused with 401).
         yield ServerSentEvent(
             comment=f"closed: {stream.subscriber.closed or 'resync'}", retry=settings.sse_retry_ms
         )

@@ -58,7 +58,7 @@ async def create_token(
     principal.require_admin()
     scopes = parse_scopes(body.scopes, rules.environments)
     issued = await store.run(tokens.create, name=body.name, scopes=scopes, actor=principal.name)
-    await request.app.state.auth.reload()  # usable here at once
+    await request.app.state.auth.created()  # usable here at once, the others told to reload
     return TokenIssued(**_out(issued.token).model_dump(), token=issued.secret)
 
 
@@ -72,8 +72,10 @@ async def list_tokens(store: StoreDep, principal: PrincipalDep) -> list[TokenOut
 async def revoke_token(
     name: TokenName, request: Request, store: StoreDep, principal: PrincipalDep
 ) -> TokenOut:
-    """Revoke: immediately on this instance, within AURORA_TOKEN_CACHE_SECONDS on the others."""
+    """Revoke: refused at once on this instance and, through Redis, on the others; within
+    AURORA_TOKEN_CACHE_SECONDS on every instance if Redis cannot tell them. Its open streams
+    are closed."""
     principal.require_admin()
     token = await store.run(tokens.revoke, name)
-    await request.app.state.auth.reload()  # refused here at once
+    await request.app.state.auth.revoked(token.token_hash)  # here at once, whatever follows
     return _out(token)

@@ -38,7 +38,7 @@ def pending(uow: UnitOfWork, limit: int) -> Pending:
                 )
                 unreadable.append(entry.id)
                 continue
-            changes.append(Published(entry.id, event, entry.sequence))
+            changes.append(Published(entry.id, event, entry.shard, entry.sequence))
     return Pending(changes, unreadable)
 
 
@@ -68,8 +68,8 @@ def quarantined(uow: UnitOfWork) -> int:
         return uow.outbox.quarantined()
 
 
-def committed(uow: UnitOfWork, environment: str) -> tuple[int, list[int]]:
-    """The environment's last committed sequence number and those still in the outbox."""
+def committed(uow: UnitOfWork, environment: str) -> tuple[dict[int, int], list[tuple[int, int]]]:
+    """The environment's last committed sequence number per shard, and those still waiting."""
     with uow:
         return uow.outbox.committed(environment)
 

@@ -15,7 +15,7 @@ from database.uow import UnitOfWork
 from service.errors import AlreadyExists, InvalidInput, NotFound
 from service.principal import RESERVED_ACTORS
 
-__all__ = ["ApiToken", "Issued", "active", "create", "hash_token", "list_all", "revoke"]
+__all__ = ["ApiToken", "Issued", "Known", "create", "hash_token", "known", "list_all", "revoke"]
 
 TOKEN_PREFIX = "aur_"  # noqa: S105 - a marker, not a secret
 
@@ -82,8 +82,23 @@ def revoke(uow: UnitOfWork, name: str) -> ApiToken:
         return token
 
 
-def active(uow: UnitOfWork) -> dict[str, tuple[str, list[str]]]:
-    """Every active token: its hash -> (name, scopes). Tokens are few (one per service or
-    person), so authentication holds them all and never asks the database per request."""
+@dataclass(frozen=True, slots=True)
+class Known:
+    """Every token as authentication holds it: the active ones, and the hashes of the revoked
+    ones (re-seeded into Redis's record of revocations when Redis lost it, cache/tokens.py)."""
+
+    active: dict[str, tuple[str, list[str]]]  # hash -> (name, scopes)
+    revoked: frozenset[str]
+
+
+def known(uow: UnitOfWork) -> Known:
+    """One query. Tokens are few (one per service or person), so authentication holds them all
+    and never asks the database per request."""
     with uow:
-        return {token.token_hash: (token.name, list(token.scopes)) for token in uow.tokens.active()}
+        everything = uow.tokens.all()
+        return Known(
+            active={
+                t.token_hash: (t.name, list(t.scopes)) for t in everything if t.revoked_at is None
+            },
+            revoked=frozenset(t.token_hash for t in everything if t.revoked_at is not None),
+        )

@@ -335,3 +335,22 @@ def test_a_create_racing_a_create_and_delete_never_reuses_a_version(
         assert versions == [1, 2, 3]
 
     run(scenario)
+
+
+def test_parallel_writers_get_dense_sequence_numbers_per_shard(store: Store) -> None:
+    """The proof of freshness counts on it: within each shard of an environment's committed
+    sequence, parallel writers' changes are numbered 1..n, each number exactly once."""
+
+    async def scenario() -> None:
+        await asyncio.gather(
+            *(upsert(store, None, f"key{i % 12}", i, f"w{i}") for i in range(WRITERS * 3))
+        )
+
+    run(scenario)
+    with store.unit_of_work() as uow:
+        rows = [(e.shard, e.sequence) for e in uow.outbox.pending(1000)]
+        last, waiting = uow.outbox.committed(ENV)
+    assert len(rows) == WRITERS * 3
+    assert sorted(rows) == sorted(waiting)
+    for shard, top in last.items():
+        assert sorted(n for s, n in rows if s == shard) == list(range(1, top + 1)), shard

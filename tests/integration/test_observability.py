@@ -50,6 +50,11 @@ def test_metrics_cover_requests_reads_outbox_replica_and_health(client: TestClie
     assert sample(body, "aurora_redis_up") == 1
     assert sample(body, "aurora_database_up") == 1
     assert sample(body, "aurora_feed_connected") == 1
+    assert sample(body, "aurora_read_model_verified", environment="production") == 1
+    assert sample(body, "aurora_read_model_rebuilds_total", cause="missing") == 3  # one per env
+    assert sample(body, "aurora_read_model_lost_data_total", cause="lost_writes") == 0
+    assert sample(body, "aurora_propagation_total", outcome="superseded") == 0
+    assert sample(body, "aurora_outbox_quarantined_total") == 0
     # route labels are templates, never raw paths (bounded cardinality)
     assert "/check/f" not in body
 

@@ -283,7 +283,8 @@ def test_tokens_cost_no_sql_per_request_and_outlive_a_database_outage(
                 assert client.get(f"{FLAGS}/check/beta", headers=reader).json() == {"enabled": True}
             assert statements == []
             proxy.cut()
-            app_of(client).state.auth._expires = 0.0  # a refresh is due, the database down
+            app_of(client).state.auth._fresh_until = 0.0  # a confirmation is due, the database
+            # down: Redis's record of revocations confirms the tokens
             assert client.get(f"{FLAGS}/check/beta", headers=reader).json() == {"enabled": True}
             assert client.get(f"{FLAGS}/evaluate/beta", headers=reader).status_code == 200
             made_up = {"Authorization": "Bearer made-up-again"}

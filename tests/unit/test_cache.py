@@ -334,40 +334,42 @@ async def test_a_mailbox_waits_for_the_next_message_or_times_out() -> None:
 async def test_applied_sequence_numbers_advance_a_watermark_even_out_of_order(
     model: RedisReadModel,
 ) -> None:
-    """Two writers commit 1 and 2; 2 reaches Redis first. Until 1 arrives the watermark stays
-    at 0 and 2 is kept 'ahead'; then both are below it. Stale and superseded applies count too:
-    the change is in Redis either way."""
-    assert (await model.applied(ENV)).watermark == 0
-    await model.apply(flag_event(2, 20), 2)
+    """Two writers commit 1 and 2 in shard 3; 2 reaches Redis first. Until 1 arrives the
+    watermark stays at 0 and 2 is kept 'ahead'; then both are below it. Stale and superseded
+    applies count too: the change is in Redis either way. Shards are independent."""
+    assert (await model.applied(ENV)).watermarks == {}
+    await model.apply(flag_event(2, 20), 2, 3)
     applied = await model.applied(ENV)
-    assert (applied.watermark, applied.ahead) == (0, frozenset({2}))
-    assert await model.apply(flag_event(1, 10), 1) == SUPERSEDED
+    assert (applied.watermarks, applied.ahead) == ({}, frozenset({(3, 2)}))
+    assert await model.apply(flag_event(1, 10), 1, 3) == SUPERSEDED
     applied = await model.applied(ENV)
-    assert (applied.watermark, applied.ahead) == (2, frozenset())
-    assert await model.apply(flag_event(2, 20), 2) == STALE  # a relay's duplicate: no harm
-    assert (await model.applied(ENV)).watermark == 2
+    assert (applied.watermarks, applied.ahead) == ({3: 2}, frozenset())
+    assert await model.apply(flag_event(2, 20), 2, 3) == STALE  # a relay's duplicate: no harm
+    await model.apply(config_event(1, "x"), 1, 5)
+    assert (await model.applied(ENV)).watermarks == {3: 2, 5: 1}
 
 
 async def test_missing_counts_acknowledged_changes_neither_in_redis_nor_waiting(
     model: RedisReadModel,
 ) -> None:
     for sequence, version in ((1, 1), (2, 2), (4, 3)):
-        await model.apply(flag_event(version), sequence)
+        await model.apply(flag_event(version), sequence, 0)
     applied = await model.applied(ENV)
-    assert (applied.watermark, applied.ahead) == (2, frozenset({4}))
-    assert applied.missing(4, waiting=[3]) == 0  # 3 is still in the outbox: on its way
-    assert applied.missing(4, waiting=[]) == 1  # 3 left the outbox, so Redis had it: lost
-    assert applied.missing(6, waiting=[5]) == 2  # 3 and 6
-    assert applied.missing(1, waiting=[]) == -1  # Redis records more than the database has
+    assert (applied.watermarks, applied.ahead) == ({0: 2}, frozenset({(0, 4)}))
+    assert applied.missing({0: 4}, waiting=[(0, 3)]) == 0  # 3 is in the outbox: on its way
+    assert applied.missing({0: 4}, waiting=[]) == 1  # 3 left the outbox, so Redis had it: lost
+    assert applied.missing({0: 6}, waiting=[(0, 5)]) == 2  # 3 and 6
+    assert applied.missing({0: 4, 1: 2}, waiting=[(0, 3)]) == 2  # shard 1 never arrived
+    assert applied.missing({0: 1}, waiting=[]) == -1  # Redis records more than the database
 
 
 async def test_a_rebuild_records_the_sequence_it_was_read_at(model: RedisReadModel) -> None:
-    await model.apply(flag_event(1), 7)  # ahead of a watermark of 0
-    await build(model, ENV, sequence=41, force=True)
+    await model.apply(flag_event(1), 7, 2)  # ahead of a watermark of 0
+    await build(model, ENV, sequence={2: 41, 9: 3}, force=True)
     applied = await model.applied(ENV)
-    assert (applied.watermark, applied.ahead) == (41, frozenset())
-    await model.apply(flag_event(5), 42)
-    assert (await model.applied(ENV)).watermark == 42
+    assert (applied.watermarks, applied.ahead) == ({2: 41, 9: 3}, frozenset())
+    await model.apply(flag_event(5), 42, 2)
+    assert (await model.applied(ENV)).watermarks == {2: 42, 9: 3}
 
 
 async def test_a_model_built_before_sequences_were_recorded_proves_nothing() -> None:
@@ -376,7 +378,7 @@ async def test_a_model_built_before_sequences_were_recorded_proves_nothing() -> 
     await build(model, ENV)
     await redis.delete(model.keys.env(ENV).applied)  # as an older version of the service left it
     await model.apply(flag_event(1), 1)
-    assert (await model.applied(ENV)).watermark is None  # not invented by the apply either
+    assert (await model.applied(ENV)).watermarks is None  # not invented by the apply either
     await redis.aclose()
 
 

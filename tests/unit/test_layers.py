@@ -22,6 +22,7 @@ import pytest
         "cache.broadcaster",
         "cache.stream",
         "cache.breaker",
+        "cache.tokens",
     ],
 )
 def test_lower_layers_do_not_import_the_web_layer(module: str) -> None:

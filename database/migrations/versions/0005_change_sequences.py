@@ -1,9 +1,9 @@
 """Freshness and version guarantees (issue 9).
 
-- `change_sequences`: the number of changes committed per environment, bumped in each change's
-  transaction. The Redis read model records which sequence numbers it has applied, so a Redis
+- `change_sequences`: the number of changes committed per environment and shard, bumped in
+  each change's transaction (sharded by item key so writers do not queue on one row). The Redis read model records which sequence numbers it has applied, so a Redis
   that came back with fewer changes than were acknowledged is detected and rebuilt.
-- `change_outbox.sequence` (the change's number; 0 for rows written before this revision) and
+- `change_outbox.shard` and `.sequence` (the change's number; 0 for rows written before) and
   `change_outbox.quarantined_at` (a row the relay could not apply no longer blocks the others).
 - `ix_config_history_scope_key_version` becomes unique: a version names one change of one key.
   A database that already holds two history rows with one version of one key (the race this
@@ -72,11 +72,13 @@ def upgrade() -> None:
     op.create_table(
         "change_sequences",
         sa.Column("environment", sa.String(64), nullable=False),
+        sa.Column("shard", sa.SmallInteger(), autoincrement=False, nullable=False),
         sa.Column("last_sequence", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("environment", name="pk_change_sequences"),
+        sa.PrimaryKeyConstraint("environment", "shard", name="pk_change_sequences"),
         **UTF8,
     )
     with op.batch_alter_table("change_outbox") as batch:
+        batch.add_column(sa.Column("shard", sa.SmallInteger(), server_default="0", nullable=False))
         batch.add_column(
             sa.Column("sequence", sa.BigInteger(), server_default="0", nullable=False)
         )
@@ -93,4 +95,5 @@ def downgrade() -> None:
     with op.batch_alter_table("change_outbox") as batch:
         batch.drop_column("quarantined_at")
         batch.drop_column("sequence")
+        batch.drop_column("shard")
     op.drop_table("change_sequences")
