@@ -1,4 +1,7 @@
-"""Engine construction for each supported backend, and the transient-error rules."""
+"""Engine construction for each supported backend, and the transient-error rules.
+
+Every engine keeps to the deadline of the call using it (database/deadline.py, issue #9).
+"""
 
 from __future__ import annotations
 
@@ -8,21 +11,33 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
+from database import deadline
+from database.deadline import DeadlineExceeded
+
 # MySQL/MariaDB/TiDB error codes that mean "run the transaction again":
 # 1205 lock wait timeout, 1213 deadlock, 8002/8022 TiDB retry errors, 9007 TiDB write conflict.
 RETRYABLE_MYSQL_CODES = frozenset({1205, 1213, 8002, 8022, 9007})
 # Codes that mean the server is unreachable or went away: 2002/2003/2005 cannot connect,
 # 2006/2013 gone away / lost connection, 1040 too many connections, 1053 shutdown in progress.
 UNAVAILABLE_MYSQL_CODES = frozenset({1040, 1053, 2002, 2003, 2005, 2006, 2013})
+# The connection went away with a command sent and its answer not read (or not all sent).
+LOST_MYSQL_CODES = frozenset({2006, 2013})
 
 
 class ConcurrentWrite(Exception):
     """Raised by a use case when a concurrent writer made its transaction moot; run it again."""
 
 
+class CommitOutcomeUnknown(Exception):
+    """The connection was lost during COMMIT: the change may or may not have been applied.
+    Never run such a transaction again blindly (it may have been applied)."""
+
+
 def make_engine(
     url: str, *, pool_size: int = 10, max_overflow: int = 10, timeout: float = 5.0
 ) -> Engine:
+    """`timeout` bounds waits outside a call's deadline (migrations, the CLI); within one
+    (`database.deadline.deadline`, opened by the Store) the deadline bounds them all."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
@@ -32,23 +47,27 @@ def make_engine(
             max_overflow=max_overflow,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        deadline.install(engine)
         return engine
     if parsed.get_backend_name() in {"mysql", "mariadb"}:
         if "charset" not in parsed.query:
             parsed = parsed.update_query_dict({"charset": "utf8mb4"})
-        return create_engine(
+        engine = create_engine(
             parsed,
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_timeout=timeout,
-            pool_pre_ping=True,  # a pooled connection the server dropped is replaced, not failed
+            # No pool_pre_ping: its wait is the fixed read timeout. The checkout check that
+            # replaces it (database/deadline.py) replaces a dropped connection within the budget.
             pool_recycle=1800,
             connect_args={
-                "connect_timeout": max(1, round(timeout)),
-                "read_timeout": max(1, round(timeout * 2)),
-                "write_timeout": max(1, round(timeout * 2)),
+                "connect_timeout": timeout,
+                "read_timeout": timeout * 2,  # a long migration's DDL, outside any deadline
+                "write_timeout": timeout * 2,
             },
         )
+        deadline.install(engine)
+        return engine
     raise ValueError(f"unsupported DATABASE_URL backend {parsed.get_backend_name()!r}")
 
 
@@ -100,9 +119,20 @@ def is_retryable(exc: BaseException) -> bool:
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    """The database cannot be reached or dropped the connection."""
+    """The database cannot be reached, dropped the connection or did not answer in time."""
+    if isinstance(exc, DeadlineExceeded):
+        return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     if isinstance(exc, OperationalError):
         return _mysql_code(exc) in UNAVAILABLE_MYSQL_CODES or "unable to open" in str(exc.orig)
     return False
+
+
+def is_lost_in_flight(exc: BaseException) -> bool:
+    """The connection broke with a command sent and no answer read (a timeout included): the
+    server may have executed it. An error the server answered is not this, nor is a connection
+    that was closed before anything was sent."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    return exc.connection_invalidated or _mysql_code(exc) in LOST_MYSQL_CODES

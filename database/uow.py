@@ -6,8 +6,10 @@ from types import TracebackType
 from typing import NamedTuple, Protocol, Self
 
 from aurora_client.events import ChangeEvent
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from database.engine import CommitOutcomeUnknown, is_lost_in_flight
 from database.repositories import (
     ConfigRepository,
     FlagRepository,
@@ -79,7 +81,13 @@ class SqlUnitOfWork:
         # Numbered last, right before COMMIT: the environment's sequence row stays locked only
         # for the outbox insert and the commit itself, not for the whole use case.
         self.outbox.number_and_add()
-        self._session.commit()
+        self._session.flush()  # a statement that fails here changed nothing: only COMMIT is moot
+        try:
+            self._session.commit()
+        except DBAPIError as exc:
+            if is_lost_in_flight(exc):  # COMMIT sent, no answer: it may have been applied
+                raise CommitOutcomeUnknown(str(exc.orig)) from exc
+            raise
         self.published = [
             Published(entry.id, ChangeEvent.from_dict(entry.event), entry.shard, entry.sequence)
             for entry in self.outbox.added

@@ -9,6 +9,7 @@
     ├── VersionMismatch            412  If-Match no longer matches the current version
     ├── PayloadTooLarge            413  a request body over AURORA_MAX_BODY_BYTES
     └── Unavailable                503  the database cannot serve the request now
+        └── CommitOutcomeUnknown   503  the connection was lost during COMMIT: maybe applied
 
 Use cases raise these; `service.app` maps them (and FastAPI's validation and HTTP errors) to
 problem documents. Anything else is a bug: logged once with its traceback, answered as a bare 500.
@@ -68,6 +69,22 @@ class PayloadTooLarge(AuroraError):
 
 class Unavailable(AuroraError):
     status, title, slug = 503, "Service unavailable", "unavailable"
+
+
+class CommitOutcomeUnknown(Unavailable):
+    """Never "nothing was changed": the server may have committed before the connection broke.
+    Not retried by the Store; the client checks, then retries only if it was not applied."""
+
+    status, title, slug = 503, "Commit outcome unknown", "commit-outcome-unknown"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the connection to the database was lost during COMMIT: the change may or may not "
+            "have been applied. Check before sending it again: read the item (GET it by id or "
+            "key) and compare its version with the one it had before your write: one higher, "
+            "with your change, means it was applied. Sending it again with If-Match set to the "
+            "version it had is safe either way (a create sent again answers 409 if it was)."
+        )
 
 
 def _scope_text(env: str, service: str | None) -> str:
