@@ -125,6 +125,12 @@ class Propagator:
         except (TimeoutError, RedisError, OSError) as exc:
             log.warning("propagation pending (%s); the relay will apply it", type(exc).__name__)
             applied = None
+        except Exception:
+            # The change is committed: whatever went wrong on the way to Redis (redis-py on
+            # uvloop raises RuntimeError for a connection reset mid-command), the answer is
+            # `pending`, never a 500 for an acknowledged write. The relay applies it.
+            log.exception("propagation failed unexpectedly; the relay will apply it")
+            applied = None
         if applied is None:
             self._poke.set()
             return Outcome.PENDING
