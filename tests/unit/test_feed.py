@@ -317,3 +317,21 @@ async def test_an_environment_waiting_for_a_build_does_not_freeze_the_others() -
         await until(lambda: replica.copy("staging") is not None, "staging once built")
     await redis.aclose()
     await feed_redis.aclose()
+
+
+async def test_a_committed_write_whose_propagation_fails_oddly_is_pending_not_an_error(
+    rig: Rig,
+) -> None:
+    """redis-py on uvloop raises RuntimeError for a connection reset mid-command: the change is
+    committed, so the writer hears `pending` (the relay applies it), never a 500."""
+    from database.uow import Published  # noqa: PLC0415 - the service side of the rig
+    from service.propagation import Outcome, Propagator  # noqa: PLC0415
+
+    await build(rig.model, ENV)
+
+    async def broken(*_args: Any, **_kwargs: Any) -> int:
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True>")
+
+    rig.model.apply = broken  # type: ignore[method-assign]
+    propagator = Propagator(NoStore(), rig.model, rig.replica, wait=1.0, relay_interval=1.0)  # type: ignore[arg-type]
+    assert await propagator.propagate([Published(7, flag(1, 70), 0)]) is Outcome.PENDING
