@@ -21,8 +21,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from database.engine import is_retryable, is_unavailable, make_sessions, ping
+from database.migrations import is_schema_missing
 from database.uow import Published, SqlUnitOfWork, UnitOfWork
-from service.errors import AuroraError, Unavailable
+from service.errors import AuroraError, SchemaNotReady, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,8 @@ class Store:
         if is_unavailable(exc) or isinstance(exc, PoolTimeout):
             log.warning("%s: database unavailable: %s", name, exc)
             return Unavailable("the database is unavailable; nothing was read or changed")
+        if is_schema_missing(exc):
+            return SchemaNotReady()  # no traceback: readiness says it once (service/readiness.py)
         if isinstance(exc, DBAPIError):
             log.error("%s: database error", name, exc_info=exc)
             return Unavailable("the database failed to process the request")

@@ -19,7 +19,17 @@ def test_liveness_and_readiness(client: TestClient) -> None:
     assert client.get("/health/live").json() == {"status": "ok"}
     ready = client.get("/health/ready")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "database": "ok", "redis": "ok"}
+    body = ready.json()
+    assert (body["status"], body["reasons"], body["database"], body["redis"]) == (
+        "ready",
+        [],
+        "ok",
+        "ok",
+    )
+    assert body["schema_revision"]["state"] == "current"
+    assert body["schema_revision"]["current"] == body["schema_revision"]["head"]
+    assert body["feed"] == "connected"
+    assert body["replica"] == dict.fromkeys(("development", "staging", "production"), "trusted")
 
 
 def test_status_reports_counts_and_backends(client: TestClient, database_url: str) -> None:
