@@ -9,6 +9,7 @@ SQLite needs no lock: it is the single-process (`make run`) backend.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -25,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 
 #: How long `upgrade_to_head` waits for another process's migration before giving up.
 LOCK_WAIT_SECONDS = 120
+LOCK_POLL_SECONDS = 0.2
 # MySQL error codes meaning the schema lacks something the code uses: 1146 no such table,
 # 1054 unknown column.
 SCHEMA_MISSING_MYSQL_CODES = frozenset({1054, 1146})
@@ -50,30 +52,41 @@ def _uses_get_lock(connection: Connection) -> bool:
     return connection.dialect.name in {"mysql", "mariadb"}
 
 
+def _take_lock(connection: Connection, wait: float) -> None:
+    """GET_LOCK, polled: one long GET_LOCK would outlast the connection's read timeout (the
+    socket deadline of every query), and the migration holding it may take longer than that."""
+    deadline = time.monotonic() + wait
+    while True:
+        # 0: answer at once (TiDB rounds it up to its minimum, one second).
+        got = connection.execute(
+            text("SELECT GET_LOCK(:name, 0)"), {"name": _lock_name(connection)}
+        ).scalar()
+        connection.commit()  # the lock belongs to the session, not to a transaction
+        if got == 1:
+            return
+        if time.monotonic() >= deadline:
+            raise MigrationLockTimeout(
+                f"another process held the migration lock for over {wait:.0f}s"
+            )
+        time.sleep(LOCK_POLL_SECONDS)
+
+
 def upgrade_to_head(engine: Engine, *, lock_wait: float = LOCK_WAIT_SECONDS) -> None:
-    """Apply every migration not yet applied, under the migration lock (see the module)."""
+    """Apply every migration not yet applied, under the migration lock (see the module).
+    Blocking: from async code, run it in a worker thread."""
     config = alembic_config()
     with engine.connect() as connection:
         locked = _uses_get_lock(connection)
         if locked:
-            got = connection.execute(
-                text("SELECT GET_LOCK(:name, :wait)"),
-                {"name": _lock_name(connection), "wait": lock_wait},
-            ).scalar()
-            connection.commit()  # the lock belongs to the session, not the transaction
-            if got != 1:
-                raise MigrationLockTimeout(
-                    f"another process held the migration lock for over {lock_wait:.0f}s"
-                )
+            _take_lock(connection, lock_wait)
         try:
             with connection.begin():
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
         finally:
             if locked and not connection.invalidated:
-                connection.execute(
-                    text("SELECT RELEASE_LOCK(:name)"), {"name": _lock_name(connection)}
-                )
+                name = _lock_name(connection)
+                connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": name})
                 connection.commit()
 
 

@@ -14,9 +14,16 @@ from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 
 from database.engine import make_engine
-from database.migrations import alembic_config, head_revision, schema_revision
+from database.migrations import (
+    MigrationLockTimeout,
+    alembic_config,
+    head_revision,
+    schema_revision,
+    upgrade_to_head,
+)
 from tests.backends import throwaway_mariadb
 
 pytestmark = pytest.mark.mariadb
@@ -87,3 +94,23 @@ def test_instances_migrating_at_once_all_succeed_and_apply_each_migration_once(
             assert schema_revision(engine).current == head_revision()
         finally:
             engine.dispose()
+
+
+def test_a_migration_lock_held_too_long_is_a_clear_error_not_a_dropped_connection() -> None:
+    """The wait is bounded, and outlasts the connection's read timeout (1 s here) without the
+    socket giving up: the lock is polled, not waited for in one query."""
+    with throwaway_mariadb("held") as url:
+        holder = make_engine(url)
+        waiter = make_engine(url, timeout=0.5)  # read timeout 1 s
+        try:
+            with holder.connect() as held:
+                name = f"aurora-migrate:{held.engine.url.database}"
+                assert held.execute(text("SELECT GET_LOCK(:n, 0)"), {"n": name}).scalar() == 1
+                with pytest.raises(MigrationLockTimeout, match="migration lock"):
+                    upgrade_to_head(waiter, lock_wait=2.0)
+                held.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+            upgrade_to_head(waiter, lock_wait=2.0)
+            assert schema_revision(waiter).current == head_revision()
+        finally:
+            holder.dispose()
+            waiter.dispose()
