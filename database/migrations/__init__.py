@@ -17,9 +17,8 @@ from typing import Literal
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 HERE = Path(__file__).resolve().parent
@@ -27,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 #: How long `upgrade_to_head` waits for another process's migration before giving up.
 LOCK_WAIT_SECONDS = 120
 LOCK_POLL_SECONDS = 0.2
+VERSION_TABLE = "alembic_version"  # alembic's default, which env.py keeps
 # MySQL error codes meaning the schema lacks something the code uses: 1146 no such table,
 # 1054 unknown column.
 SCHEMA_MISSING_MYSQL_CODES = frozenset({1054, 1146})
@@ -132,8 +132,13 @@ def schema_revision(engine: Engine) -> SchemaRevision:
     worker thread)."""
     head, known = _revisions()
     with engine.connect() as connection:
-        heads = MigrationContext.configure(connection).get_current_heads()
-    current = heads[0] if len(heads) == 1 else (",".join(heads) or None)
+        # Read directly: alembic's MigrationContext logs two INFO lines per use.
+        heads: list[str] = []
+        if inspect(connection).has_table(VERSION_TABLE):
+            heads = list(
+                connection.execute(text("SELECT version_num FROM alembic_version")).scalars()
+            )
+    current = heads[0] if len(heads) == 1 else (",".join(sorted(heads)) or None)
     return SchemaRevision(current, head, current in known)
 
 
