@@ -41,8 +41,10 @@ from service.store import Store
 log = logging.getLogger(__name__)
 
 Status = Literal["ready", "degraded", "unavailable"]
-#: An environment's replica as readiness sees it; the feed rework adds a `verified` state.
-ReplicaState = Literal["trusted", "untrusted"]
+#: An environment's replica as readiness sees it: `verified` (trusted, and proven against the
+#: database by the feed), `trusted` (followed, not proven: the database could not be asked, so
+#: it is served as it is), `untrusted` (reads go to Redis or SQL, streams are refused).
+ReplicaState = Literal["verified", "trusted", "untrusted"]
 
 REDIS_PING_SECONDS = 1.0
 #: How long a schema revision read from the database is reused: at head, and not at head (an
@@ -82,7 +84,7 @@ def assess(facts: Facts) -> tuple[Status, tuple[str, ...]]:
             f"the database schema is at revision {facts.schema.current}, newer than this "
             f"version's {facts.schema.head} (a rolling upgrade?)"
         )
-    untrusted = sorted(env for env, state in facts.replicas.items() if state != "trusted")
+    untrusted = sorted(env for env, state in facts.replicas.items() if state == "untrusted")
     if not facts.database:
         if untrusted:
             down.append(
@@ -91,7 +93,8 @@ def assess(facts: Facts) -> tuple[Status, tuple[str, ...]]:
             )
         else:
             degraded.append(
-                "the database does not answer: reads come from the replica, writes answer 503"
+                "the database does not answer: reads come from the replica (as it is), writes "
+                "answer 503"
             )
     if not facts.redis:
         degraded.append(
@@ -199,7 +202,12 @@ class Readiness:
             database, schema = _failure(exc), None
         trusted = {name for name, copy in self.replica.status().items() if copy["trusted"]}
         replicas: dict[str, ReplicaState] = {
-            env: "trusted" if env in trusted else "untrusted" for env in self.environments
+            env: "untrusted"
+            if env not in trusted
+            else "verified"
+            if self.feed.verification(env)["verified"]
+            else "trusted"
+            for env in self.environments
         }
         facts = Facts(
             database=database == "ok",

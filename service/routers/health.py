@@ -38,7 +38,7 @@ class Readiness(BaseModel):
     schema_revision: SchemaOut
     redis: str  # "ok" or "unavailable: <why>"
     feed: Literal["connected", "disconnected"]
-    replica: dict[str, Literal["trusted", "untrusted"]]  # per environment
+    replica: dict[str, Literal["verified", "trusted", "untrusted"]]  # per environment
 
     @classmethod
     def of(cls, report: Report, head: str) -> Readiness:

@@ -146,7 +146,9 @@ def test_database_down_with_a_trusted_replica_is_degraded_and_both_down_is_not_r
             assert body["database"].startswith("unavailable")
             assert body["schema_revision"]["state"] == "unknown"
             assert (body["redis"], body["feed"]) == ("ok", "connected")
-            assert body["replica"] == dict.fromkeys(ENVS, "trusted")
+            # trusted, and `verified` until a proof against the database is due and fails
+            assert set(body["replica"]) == set(ENVS)
+            assert set(body["replica"].values()) <= {"verified", "trusted"}
             assert "reads come from the replica" in body["reasons"][0]
 
             redis.cut()
@@ -161,6 +163,11 @@ def test_database_down_with_a_trusted_replica_is_degraded_and_both_down_is_not_r
             db.restore()
             redis.restore()
             eventually(lambda: readiness(client)[1]["status"] == "ready", what="ready again")
+            eventually(
+                lambda: readiness(client)[1]["replica"] == dict.fromkeys(ENVS, "verified"),
+                within=15.0,  # the feed proves each environment every 5 s
+                what="every replica proven against the database again",
+            )
     # One line per change of state: a status or its reasons changed between any two lines.
     states = [re.sub(r" \(was \w+\)", "", line) for line in readiness_lines(caplog)]
     assert all(a != b for a, b in itertools.pairwise(states)), states

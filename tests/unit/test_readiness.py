@@ -17,7 +17,7 @@ ENVS = ("staging", "production")
 
 
 def trusted(*untrusted: str) -> dict[str, ReplicaState]:
-    return {env: "untrusted" if env in untrusted else "trusted" for env in ENVS}
+    return {env: "untrusted" if env in untrusted else "verified" for env in ENVS}
 
 
 ALL_WELL = Facts(database=True, schema=AT_HEAD, redis=True, feed_connected=True, replicas=trusted())
@@ -45,6 +45,18 @@ TABLE: list[tuple[str, dict[str, object], Status, str]] = [
         "newer",
     ),
     ("database down, replica trusted", {"database": False, "schema": None}, "degraded", "replica"),
+    (
+        "database down, replica followed but not provable",
+        {"database": False, "schema": None, "replicas": dict.fromkeys(ENVS, "trusted")},
+        "degraded",
+        "replica (as it is)",
+    ),
+    (
+        "replica trusted, proof pending after the database returned",
+        {"replicas": {"staging": "trusted", "production": "verified"}},
+        "ready",
+        "",
+    ),
     (
         "database down, one replica untrusted",
         {"database": False, "schema": None, "replicas": trusted("staging")},
