@@ -99,7 +99,7 @@ SchemaVerdict = Literal["current", "missing", "behind", "ahead"]
 class SchemaRevision:
     """The database's Alembic revision against this code's head."""
 
-    current: str | None  # None: no alembic_version (an empty database, or schema.sql unstamped)
+    current: str | None  # None: no alembic_version (an empty database)
     head: str
     known: bool  # the current revision is one of this code's migrations
 
