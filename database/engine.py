@@ -15,8 +15,9 @@ from database import deadline
 from database.deadline import DeadlineExceeded
 
 # MySQL/MariaDB/TiDB error codes that mean "run the transaction again":
-# 1205 lock wait timeout, 1213 deadlock, 8002/8022 TiDB retry errors, 9007 TiDB write conflict.
-RETRYABLE_MYSQL_CODES = frozenset({1205, 1213, 8002, 8022, 9007})
+# 1205 lock wait timeout, 1213 deadlock, 8002/8022 TiDB retry errors, 9007 TiDB write conflict,
+# 1412 table definition changed (a migration ran DDL during the transaction).
+RETRYABLE_MYSQL_CODES = frozenset({1205, 1213, 1412, 8002, 8022, 9007})
 # Codes that mean the server is unreachable or went away: 2002/2003/2005 cannot connect,
 # 2006/2013 gone away / lost connection, 1040 too many connections, 1053 shutdown in progress.
 UNAVAILABLE_MYSQL_CODES = frozenset({1040, 1053, 2002, 2003, 2005, 2006, 2013})

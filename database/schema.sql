@@ -5,8 +5,9 @@
 -- procedures, no foreign keys. AUTO_INCREMENT ids are unique but not ordered on TiDB: history is
 -- ordered by version and time, never by id.
 -- `python -m service migrate` is the alternative: it applies the Alembic migrations and records
--- the revision, so later migrations apply on top. A database created from this file can be
--- adopted by Alembic by stamping the latest revision (0005).
+-- the revision, so later migrations apply on top. This file records it too, at its end, as
+-- stamping the latest revision (0005) would: the service reports 503 (not ready) on a database
+-- whose recorded revision is missing or older than the code's.
 
 -- Configurations. service_name NULL is the environment's global value; service_scope holds ''
 -- for it, because unique indexes treat NULLs as distinct: two globals with one key must clash.
@@ -112,3 +113,13 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     CONSTRAINT uq_api_tokens_name UNIQUE (name),
     CONSTRAINT uq_api_tokens_token_hash UNIQUE (token_hash)
 ) DEFAULT CHARSET = utf8mb4;
+
+-- The Alembic revision this schema is (what `alembic stamp` would record): `python -m service
+-- migrate` applies later migrations on top of it, and readiness checks it.
+CREATE TABLE IF NOT EXISTS alembic_version (
+    version_num VARCHAR(32) NOT NULL,
+    CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
+);
+
+INSERT INTO alembic_version (version_num)
+    SELECT '0005' FROM DUAL WHERE NOT EXISTS (SELECT 1 FROM alembic_version);

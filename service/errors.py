@@ -9,7 +9,8 @@
     ├── VersionMismatch            412  If-Match no longer matches the current version
     ├── PayloadTooLarge            413  a request body over AURORA_MAX_BODY_BYTES
     └── Unavailable                503  the database cannot serve the request now
-        └── CommitOutcomeUnknown   503  the connection was lost during COMMIT: maybe applied
+        ├── CommitOutcomeUnknown   503  the connection was lost during COMMIT: maybe applied
+        └── SchemaNotReady         503  the database lacks tables or columns: not migrated
 
 Use cases raise these; `service.app` maps them (and FastAPI's validation and HTTP errors) to
 problem documents. Anything else is a bug: logged once with its traceback, answered as a bare 500.
@@ -18,6 +19,11 @@ problem documents. Anything else is a bug: logged once with its traceback, answe
 from __future__ import annotations
 
 from typing import ClassVar
+
+MIGRATE_HINT = (
+    "the database schema is missing or older than this version needs: "
+    "run `python -m service migrate`"
+)
 
 
 class AuroraError(Exception):
@@ -85,6 +91,17 @@ class CommitOutcomeUnknown(Unavailable):
             "with your change, means it was applied. Sending it again with If-Match set to the "
             "version it had is safe either way (a create sent again answers 409 if it was)."
         )
+
+
+class SchemaNotReady(Unavailable):
+    """The database's schema is missing or older than the code: nothing works until an operator
+    migrates it. A subclass of Unavailable, so every caller that survives an outage survives
+    this; the readiness monitor (service/readiness.py) reports it once per state change."""
+
+    slug = "schema-not-ready"
+
+    def __init__(self, detail: str = MIGRATE_HINT) -> None:
+        super().__init__(detail)
 
 
 def _scope_text(env: str, service: str | None) -> str:

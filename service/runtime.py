@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import anyio
+import anyio.to_thread
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
@@ -27,6 +28,7 @@ from database.engine import make_engine
 from database.migrations import upgrade_to_head
 from service.auth import Authenticator
 from service.propagation import Propagator
+from service.readiness import Readiness
 from service.reads import Reads
 from service.settings import Settings
 from service.store import Store
@@ -118,6 +120,7 @@ class Runtime:
     reads: Reads
     streams: Streams
     auth: Authenticator
+    readiness: Readiness
     redis_helpers: list[Redis]
     # Set by sse-starlette when the server begins to exit (and by stop()): streams end then.
     shutdown: anyio.Event = field(default_factory=anyio.Event)
@@ -185,6 +188,14 @@ class Runtime:
                 notices=TokenNotices(redis, settings.redis_prefix, subscriber=feed_redis),
                 broadcaster=broadcaster,
             ),
+            readiness=Readiness(
+                store,
+                redis,
+                feed,
+                replica,
+                settings.environments,
+                timeout=settings.db_timeout_seconds,
+            ),
             redis_helpers=helpers,
             streams=Streams(
                 read_model,
@@ -198,7 +209,8 @@ class Runtime:
     async def start(self) -> None:
         settings = self.settings
         if settings.database_backend == "sqlite" or settings.migrate_on_start:
-            upgrade_to_head(self.engine)
+            # Under the database's migration lock: instances started together migrate once.
+            await anyio.to_thread.run_sync(upgrade_to_head, self.engine)
 
         async def close_streams_on_exit() -> None:
             await self.shutdown.wait()
@@ -214,6 +226,10 @@ class Runtime:
             task.add_done_callback(self._ended)
         with contextlib.suppress(TimeoutError):  # serve anyway: reads fall back to Redis, SQL
             await asyncio.wait_for(self._replicas_trusted(), settings.replica_wait_seconds)
+        # After that wait: "not ready" while the feed connects at start would be noise.
+        readiness = asyncio.create_task(self.readiness.run(self._stop), name="readiness")
+        readiness.add_done_callback(self._ended)
+        self._tasks.append(readiness)
         await self._warn_if_redis_may_evict()
         if not settings.auth_enabled:
             log.warning(

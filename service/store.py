@@ -32,8 +32,9 @@ from database import engine as db
 from database.deadline import DeadlineExceeded, deadline
 from database.deadline import check as check_deadline
 from database.engine import is_retryable, is_unavailable, make_sessions, ping
+from database.migrations import is_schema_missing
 from database.uow import Published, SqlUnitOfWork, UnitOfWork
-from service.errors import AuroraError, CommitOutcomeUnknown, Unavailable
+from service.errors import AuroraError, CommitOutcomeUnknown, SchemaNotReady, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,8 @@ class Store:
         if is_unavailable(exc) or isinstance(exc, PoolTimeout):
             log.warning("%s: database unavailable: %s", name, exc)
             return Unavailable("the database is unavailable; nothing was read or changed")
+        if is_schema_missing(exc):
+            return SchemaNotReady()  # no traceback: readiness says it once (service/readiness.py)
         if isinstance(exc, DBAPIError):
             log.error("%s: database error", name, exc_info=exc)
             return Unavailable("the database failed to process the request")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any, Literal
 
@@ -15,22 +14,48 @@ from redis.exceptions import RedisError
 from database.models import utcnow
 from service.deps import StoreDep
 from service.errors import Unavailable
+from service.readiness import Report, redis_health
 from service.usecases import outbox
 from service.usecases import status as status_usecase
 
 router = APIRouter(tags=["operations"])
-
-REDIS_PING_SECONDS = 1.0
 
 
 class Health(BaseModel):
     status: Literal["ok"]
 
 
+class SchemaOut(BaseModel):
+    current: str | None  # None: no Alembic revision recorded (an empty database)
+    head: str  # the revision this version needs
+    state: Literal["current", "missing", "behind", "ahead", "unknown"]
+
+
 class Readiness(BaseModel):
     status: Literal["ready", "degraded", "unavailable"]
-    database: str
-    redis: str
+    reasons: list[str]  # empty when ready; each names what is wrong and what clients see
+    database: str  # "ok" or "unavailable: <why>"
+    schema_revision: SchemaOut
+    redis: str  # "ok" or "unavailable: <why>"
+    feed: Literal["connected", "disconnected"]
+    replica: dict[str, Literal["verified", "trusted", "untrusted"]]  # per environment
+
+    @classmethod
+    def of(cls, report: Report, head: str) -> Readiness:
+        schema = report.schema
+        return cls(
+            status=report.status,
+            reasons=list(report.reasons),
+            database=report.database,
+            schema_revision=SchemaOut(
+                current=None if schema is None else schema.current,
+                head=head,
+                state="unknown" if schema is None else schema.verdict,
+            ),
+            redis=report.redis,
+            feed="connected" if report.feed_connected else "disconnected",
+            replica=dict(report.replicas),
+        )
 
 
 class Status(BaseModel):
@@ -47,12 +72,7 @@ class Status(BaseModel):
 
 
 async def _redis_health(request: Request) -> str:
-    try:
-        async with asyncio.timeout(REDIS_PING_SECONDS):
-            await request.app.state.redis.ping()
-    except (RedisError, OSError, TimeoutError) as exc:
-        return f"unavailable: {type(exc).__name__}"
-    return "ok"
+    return await redis_health(request.app.state.redis)
 
 
 @router.get("/health", response_model=Health)
@@ -65,20 +85,17 @@ async def live() -> Health:
 @router.get(
     "/health/ready",
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "The database does not answer"}},
+    responses={503: {"model": Readiness, "description": "This instance cannot serve"}},
 )
-async def ready(request: Request, store: StoreDep) -> JSONResponse:
-    """200 when the database answers (`degraded` if Redis does not: reads then come from the
-    database); 503 with the reason when the database does not."""
-    redis = await _redis_health(request)
-    try:
-        await store.ping()
-    except Exception as exc:  # any failure to answer is "not ready", with its reason shown
-        reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
-        body = Readiness(status="unavailable", database=f"unavailable: {reason}", redis=redis)
-        return JSONResponse(body.model_dump(), status_code=503)
-    status = "ready" if redis == "ok" else "degraded"
-    return JSONResponse(Readiness(status=status, database="ok", redis=redis).model_dump())
+async def ready(request: Request) -> JSONResponse:
+    """200 `ready`; 200 `degraded` while reads are still served (the database down with a
+    trusted replica, or Redis down with the database up); 503 `unavailable` when this instance
+    cannot serve (the schema not migrated, no database and no trusted replica, or the change
+    feed down while Redis answers). The reasons and every subsystem are in the body."""
+    readiness = request.app.state.runtime.readiness
+    report = await readiness.check()
+    body = Readiness.of(report, readiness.head)
+    return JSONResponse(body.model_dump(), status_code=report.http_status)
 
 
 @router.get("/status", response_model=Status)

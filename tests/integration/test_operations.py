@@ -19,7 +19,19 @@ def test_liveness_and_readiness(client: TestClient) -> None:
     assert client.get("/health/live").json() == {"status": "ok"}
     ready = client.get("/health/ready")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "database": "ok", "redis": "ok"}
+    body = ready.json()
+    assert (body["status"], body["reasons"], body["database"], body["redis"]) == (
+        "ready",
+        [],
+        "ok",
+        "ok",
+    )
+    assert body["schema_revision"]["state"] == "current"
+    assert body["schema_revision"]["current"] == body["schema_revision"]["head"]
+    assert body["feed"] == "connected"
+    # `verified` once the feed has proven it against the database (a fresh build: within 5 s)
+    assert set(body["replica"]) == {"development", "staging", "production"}
+    assert set(body["replica"].values()) <= {"verified", "trusted"}
 
 
 def test_status_reports_counts_and_backends(client: TestClient, database_url: str) -> None:

@@ -16,7 +16,7 @@ from database.engine import CommitOutcomeUnknown, make_engine
 from database.migrations import upgrade_to_head
 from database.uow import UnitOfWork
 from service.errors import CommitOutcomeUnknown as OutcomeUnknown
-from service.errors import Unavailable
+from service.errors import SchemaNotReady, Unavailable
 from service.principal import ADMIN, Principal
 from service.store import Store
 from service.usecases import flags
@@ -44,6 +44,7 @@ def server_error(code: int, message: str) -> OperationalError:
         (8002, "[tikv:8002]can not retry select for update statement"),  # TiDB
         (1213, "Deadlock found when trying to get lock"),  # MySQL, MariaDB, TiDB
         (1205, "Lock wait timeout exceeded"),
+        (1412, "Table definition has changed, please retry transaction"),  # a migration ran
     ],
 )
 async def test_a_lost_race_is_run_again(store: Store, code: int, message: str) -> None:
@@ -78,8 +79,7 @@ async def test_a_conflict_that_never_ends_is_a_503_after_the_retries(store: Stor
 
 
 async def test_other_server_errors_are_not_retried(store: Store) -> None:
-    missing = server_error(1146, "Table 'aurora.app_configurations' doesn't exist")
-    use_case, attempts = always_failing(missing)
+    use_case, attempts = always_failing(server_error(1064, "You have an error in your SQL syntax"))
     with pytest.raises(Unavailable, match="failed to process"):
         await store.run(use_case)
     assert len(attempts) == 1
@@ -147,3 +147,23 @@ async def test_a_commit_whose_outcome_is_unknown_is_not_run_again(store: Store) 
     with pytest.raises(OutcomeUnknown, match="may or may not have been applied"):
         await store.run(lost_during_commit)
     assert len(attempts) == 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        server_error(1146, "Table 'aurora.app_configurations' doesn't exist"),
+        server_error(1054, "Unknown column 'revoked_at' in 'field list'"),
+        OperationalError("SELECT ...", {}, sqlite3.OperationalError("no such table: api_tokens")),
+    ],
+)
+async def test_a_missing_schema_says_to_migrate_once_without_a_traceback(
+    store: Store, error: OperationalError, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not migrated (or not to head): a 503 that names the fix, not retried, and no traceback
+    per call (readiness logs the state once; issue #9)."""
+    use_case, attempts = always_failing(error)
+    with pytest.raises(SchemaNotReady, match="python -m service migrate"):
+        await store.run(use_case)
+    assert len(attempts) == 1
+    assert [r for r in caplog.records if r.exc_info] == []
