@@ -44,6 +44,7 @@ RECONNECT_BASE_SECONDS = 0.05
 RECONNECT_CAP_SECONDS = 2.0
 CHECK_EVERY_SECONDS = 1.0
 VERIFY_EVERY_SECONDS = 5.0
+BUILD_RETRY_CAP_SECONDS = 30.0
 PROVE_SECONDS = 2.0  # how long a stream with a cursor from the future waits for a proof
 REPLAY_LIMIT = 5000
 # The subscription's connection answers a PING every check; silent this long, it is dead (a
@@ -102,6 +103,9 @@ class ChangeFeed:
         self._verified_at: dict[str, float] = {}  # last successful proof against the database
         self._verify_started: dict[str, float] = {}
         self._unverifiable: set[str] = set()  # the database could not be asked last time
+        self._failure: dict[str, str] = {}  # the last build failure logged, per environment
+        self._retry_delay: dict[str, float] = {}
+        self._retry_at: dict[str, float] = {}  # no new build before then (backoff)
         self.resyncs = 0
 
     # -- the loop ------------------------------------------------------------------------
@@ -204,7 +208,8 @@ class ChangeFeed:
         epoch, revision = await self.read_model.position(environment)
         if epoch is None:
             self._untrust(environment, "its read model is missing; building it")
-            self._start(environment, BUILD, partial(self._build, environment))
+            if time.monotonic() >= self._retry_at.get(environment, 0.0):
+                self._start(environment, BUILD, partial(self._build, environment))
             return
         if position is not None and position[0] == epoch:
             if revision < position[1]:
@@ -279,23 +284,40 @@ class ChangeFeed:
         try:
             await self.maintainer.ensure_built(environment)
         except Exception as exc:
-            log.warning(
-                "cannot build the read model of %s yet (%s: %s); retrying",
-                environment,
-                type(exc).__name__,
-                exc,
-            )
+            self._failed(environment, "build", exc)
+        else:
+            self._recovered(environment)
 
     async def _rebuild_lost(self, environment: str, epoch: str, cause: str) -> None:
         try:
             await self.maintainer.rebuild_lost(environment, epoch, cause)
         except Exception as exc:
+            self._failed(environment, "rebuild", exc)
+        else:
+            self._recovered(environment)
+
+    def _failed(self, environment: str, what: str, exc: Exception) -> None:
+        """A build that failed (the database down or not migrated, typically) is tried again
+        after a backoff doubling from 0.5 s to 30 s; it is logged when its reason changes, not
+        every time."""
+        reason = f"{type(exc).__name__}: {exc}"
+        delay = min(BUILD_RETRY_CAP_SECONDS, 2 * self._retry_delay.get(environment, 0.25))
+        self._retry_delay[environment] = delay
+        self._retry_at[environment] = time.monotonic() + delay
+        if self._failure.get(environment) != reason:
+            self._failure[environment] = reason
             log.warning(
-                "cannot rebuild the read model of %s yet (%s: %s); retrying",
+                "cannot %s the read model of %s (%s); retrying with backoff",
+                what,
                 environment,
-                type(exc).__name__,
-                exc,
+                reason,
             )
+
+    def _recovered(self, environment: str) -> None:
+        if self._failure.pop(environment, None) is not None:
+            log.info("read model of %s built after earlier failures", environment)
+        self._retry_delay.pop(environment, None)
+        self._retry_at.pop(environment, None)
 
     async def _verify(self, environment: str, *, then_trust: bool) -> None:
         """Prove the read model against the database. A loss found turns this job into a

@@ -162,6 +162,7 @@ class Propagator:
 
     async def relay(self, stop: asyncio.Event) -> None:
         """Apply pending outbox rows until `stop`: woken by a failed propagation, else polling."""
+        paused: str | None = None
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), timeout=self.relay_interval)
@@ -170,11 +171,19 @@ class Propagator:
                 while await self.relay_once() >= RELAY_BATCH and not stop.is_set():
                     pass  # a full batch: there may be more, go again at once
             except (RedisError, OSError, Unavailable) as exc:
-                log.info("relay paused: %s: %s", type(exc).__name__, exc)
+                reason = f"{type(exc).__name__}: {exc}"
+                if reason != paused:  # once per reason, not once per round
+                    log.warning("relay paused: %s", reason)
+                paused = reason
+                continue
             except Exception:
                 # The relay is what makes a pending change reach Redis: it must outlive any
                 # surprise. Logged once per failed round; the next round tries again.
                 log.exception("relay round failed; retrying")
+                continue
+            if paused is not None:
+                log.info("relay resumed")
+                paused = None
 
     async def relay_once(self) -> int:
         """Apply one batch of pending changes; returns how many rows were pending.
