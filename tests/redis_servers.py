@@ -167,6 +167,12 @@ class RedisProcess:
         shutil.copyfile(self.dump, keep_as)
         return keep_as
 
+    def copy_aof(self, keep_as: Path) -> Path:
+        """Copy the AOF directory as it stands (Redis writes it before it replies, so it holds
+        every acknowledged write): later, the state a power cut would leave."""
+        shutil.copytree(self.aof_dir, keep_as)
+        return keep_as
+
     def shutdown_nosave(self, within: float = 10.0) -> None:
         """SHUTDOWN NOSAVE: a clean stop that writes nothing (the AOF is still flushed)."""
         with contextlib.suppress(redis.ConnectionError), self.client() as c:
