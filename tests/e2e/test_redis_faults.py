@@ -334,11 +334,7 @@ def wait_until_untrusted(urls: dict[str, str], env: str, within: float) -> list[
     deadline = time.monotonic() + within
     with httpx.Client(timeout=2.0) as http:
         while True:
-            trusted = [
-                name
-                for name, url in urls.items()
-                if http.get(f"{url}/status").json()["read_model"]["replica"][env].get("trusted")
-            ]
+            trusted = [name for name, url in urls.items() if called_trusted(http, url, env)]
             if not trusted:
                 return []
             if time.monotonic() > deadline:
@@ -347,3 +343,8 @@ def wait_until_untrusted(urls: dict[str, str], env: str, within: float) -> list[
                     for name in trusted
                 ]
             time.sleep(0.05)
+
+
+def called_trusted(http: httpx.Client, url: str, env: str) -> bool:
+    replica = http.get(f"{url}/status").json().get("read_model", {}).get("replica", {})
+    return replica.get(env, {}).get("trusted") is True
