@@ -298,6 +298,20 @@ class Deployment:
             lines.extend(self._status_claims(e, samples, origin))
         return lines
 
+    def settled_at(self, e: Expectation, origin: float) -> dict[str, float | None]:
+        """Per observer: from when on (seconds after `origin`) every sample met `e`; None if its
+        last sample did not. For the log: how long a repair really took."""
+        samples = [s for s in list(self.samples) if s.at >= origin]
+        since: dict[str, float | None] = {}
+        for s in samples:
+            if (s.environment, s.key) != (e.environment, e.key) or s.observer.startswith("status"):
+                continue
+            if not self.holds(e, s):
+                since[s.observer] = None
+            elif since.get(s.observer) is None:
+                since[s.observer] = round(s.at - origin, 2)
+        return since
+
     def _status_claims(self, e: Expectation, samples: list[Sample], origin: float) -> list[str]:
         """/status saying trusted with lag 0 while the same instance's reads were stale."""
         lines = []

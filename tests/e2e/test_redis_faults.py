@@ -20,6 +20,7 @@ Run them alone with `pytest -m redis_faults`.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -35,6 +36,7 @@ from tests.e2e.servers import Server
 from tests.redis_servers import RedisProcess, redis_server, sentinel_group
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.redis_faults]
+log = logging.getLogger(__name__)
 
 HEARTBEAT = 1.0  # AURORA_SSE_HEARTBEAT_SECONDS, as tests/e2e/servers.py sets it
 REPAIR_BOUND = 10.0  # lost writes detected and repaired within 10 s of Redis answering again
@@ -106,6 +108,13 @@ def after_fault(origin: float, env: str, key: str, value: Any) -> Expectation:
     )
 
 
+def findings(deploy: Deployment, expectations: list[Expectation], origin: float) -> list[str]:
+    """What broke; and, in the log (`--log-cli-level=INFO`), when each reader settled."""
+    for e in expectations:
+        log.info("%s %s settled at: %s", e.key, e.label, deploy.settled_at(e, origin))
+    return deploy.verdict(expectations, origin)
+
+
 def judge(
     deploy: Deployment,
     expectations: list[Expectation],
@@ -113,7 +122,7 @@ def judge(
     logs: Path,
     more: list[str] | None = None,
 ) -> None:
-    problems = [*(more or []), *deploy.verdict(expectations, origin)]
+    problems = [*(more or []), *findings(deploy, expectations, origin)]
     if problems:
         pytest.fail("\n".join([*problems, *log_excerpts(logs)]), pytrace=False)
 
@@ -170,7 +179,7 @@ def test_restart_from_an_older_snapshot_loses_no_acknowledged_write(
             answered = redis.restart_from(dump=backup)
             expectations = [after_fault(answered, "production", "timeout", first + 3)]
             deploy.observe(expectations, at_least_until=answered + 6)
-            found = deploy.verdict(expectations, answered)
+            found = findings(deploy, expectations, answered)
             problems += [f"after {stop} and a restart on the older snapshot:"] * bool(found)
             problems += found
     if problems:
@@ -207,7 +216,7 @@ def test_sigkill_with_aof_everysec_loses_no_acknowledged_write(
             after_fault(answered, "production", "retries", 7),
         ]
         deploy.observe(expectations, at_least_until=answered + 6)
-        found = deploy.verdict(expectations, answered)
+        found = findings(deploy, expectations, answered)
         problems += ["after SIGKILL and a restart on its AOF:"] * bool(found) + found
 
         acknowledge(put(urls["A"], "timeout", 5))
@@ -219,7 +228,7 @@ def test_sigkill_with_aof_everysec_loses_no_acknowledged_write(
         answered = redis.restart_from(aof_dir=synced)
         expectations = [after_fault(answered, "production", "timeout", 8)]
         deploy.observe(expectations, at_least_until=answered + 6)
-        found = deploy.verdict(expectations, answered)
+        found = findings(deploy, expectations, answered)
         problems += ["after SIGKILL and the AOF's last writes lost:"] * bool(found) + found
     if problems:
         pytest.fail("\n".join([*problems, *log_excerpts(tmp_path)]), pytrace=False)
