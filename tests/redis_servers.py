@@ -9,11 +9,12 @@ of the test's own, is stopped by its PID, and every wait has a deadline.
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import redis
@@ -26,11 +27,12 @@ SERVER = "redis-server"
 MASTER_NAME = "aurora-master"
 
 
-def _wait(check: object, within: float, what: str) -> None:
+def _wait(check: Callable[[], bool], within: float, what: str) -> None:
+    """Poll `check` until it is true; Redis errors count as "not yet"; TimeoutError at the end."""
     deadline = time.monotonic() + within
     while True:
         try:
-            if check():  # type: ignore[operator]
+            if check():
                 return
         except (redis.RedisError, OSError):
             pass
@@ -107,21 +109,23 @@ class RedisProcess:
     def client(self, timeout: float = 2.0) -> redis.Redis:
         return self.client_of(self.port, timeout)
 
-    def start(self, within: float = 10.0) -> float:
-        """Start (or restart on the same port, from whatever files are in its directory) and
-        wait until it answers PING and has loaded its data. Returns when it first answered."""
-        assert self.process is None or self.process.poll() is not None, "already running"
+    def command(self) -> list[str]:
         conf = self.dir / "redis.conf"
         conf.write_text(self.config())
+        return [SERVER, str(conf)]
+
+    def start(self, within: float = 10.0) -> float:
+        """Start (or restart on the same port, from whatever files are in its directory) and
+        wait until it answers PING (not LOADING: its data is in). Returns when it first did."""
+        assert not self.running(), "already running"
         self.process = subprocess.Popen(
-            [SERVER, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
 
         def answers() -> bool:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited: {self.tail()}")
             with self.client(0.5) as c:
-                # PING is refused with LOADING while the data set loads: that is not answering.
                 return bool(c.ping())
 
         try:
@@ -152,18 +156,17 @@ class RedisProcess:
         return keep_as
 
     def bgsave(self, keep_as: Path, within: float = 10.0) -> Path:
-        """BGSAVE, wait for it to finish, and copy the RDB file."""
+        """BGSAVE, wait for it to finish (one more snapshot counted), and copy the RDB file."""
         with self.client() as c:
-            before = int(c.lastsave().timestamp())
+            before = int(c.info("persistence")["rdb_saves"])
             c.bgsave()
-            _wait(
-                lambda: (
-                    int(c.lastsave().timestamp()) > before
-                    and c.info("persistence")["rdb_bgsave_in_progress"] == 0
-                ),
-                within,
-                "BGSAVE",
-            )
+
+            def done() -> bool:
+                info = c.info("persistence")
+                return int(info["rdb_saves"]) > before and info["rdb_bgsave_in_progress"] == 0
+
+            _wait(done, within, "BGSAVE")
+            assert c.info("persistence")["rdb_last_bgsave_status"] == "ok"
         shutil.copyfile(self.dump, keep_as)
         return keep_as
 
@@ -240,25 +243,10 @@ class SentinelProcess(RedisProcess):
             f"sentinel parallel-syncs {MASTER_NAME} 1\n"
         )
 
-    def start(self, within: float = 10.0) -> float:
-        assert self.process is None or self.process.poll() is not None, "already running"
+    def command(self) -> list[str]:
         conf = self.dir / "sentinel.conf"  # Sentinel rewrites it, so it must be its own file
         conf.write_text(self.config())
-        self.process = subprocess.Popen(
-            [SERVER, str(conf), "--sentinel"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-        def answers() -> bool:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.tail()}")
-            with self.client(0.5) as c:
-                return bool(c.ping())
-
-        _wait(answers, within, f"{self.name} on port {self.port} answering PING")
-        self.answering_since = time.monotonic()
-        return self.answering_since
+        return [SERVER, str(conf), "--sentinel"]
 
     def master_port_now(self) -> int | None:
         with self.client() as c:
@@ -303,8 +291,13 @@ class SentinelGroup:
             sentinel.start()
         # Each sentinel must know the replica and the two other sentinels (hello messages every
         # 2 s) before a failover can be agreed on.
+        deadline = time.monotonic() + within
         for sentinel in self.sentinels:
-            _wait(lambda s=sentinel: s.knows(1, 2), within, f"{sentinel.name} to see the group")
+            _wait(
+                functools.partial(sentinel.knows, 1, 2),
+                max(0.1, deadline - time.monotonic()),
+                f"{sentinel.name} to see the replica and two sentinels",
+            )
 
     def wait_replica_in_sync(self, within: float = 10.0) -> None:
         """Until the replica's link is up and it has applied everything the master sent."""

@@ -8,7 +8,6 @@ then say what must hold after which deadline, and `verdict` lists every sample t
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
@@ -40,6 +39,7 @@ class SseFollower:
         self.heard: float | None = None  # monotonic time of the last event of any kind
         self.ends = 0
         self.unknown_events: list[str] = []
+        self.errors: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sse-{name}", daemon=True)
@@ -63,8 +63,12 @@ class SseFollower:
     def _run(self) -> None:
         with httpx.Client(timeout=httpx.Timeout(3.0)) as client:
             while not self._stop.is_set():
-                with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                try:
                     self._follow(client)
+                except httpx.HTTPError:
+                    pass  # the connection ended: reconnect, as any client would
+                except Exception as exc:  # a bug here must show, not silently freeze the copy
+                    self.errors.append(repr(exc))
                 with self._lock:
                     self.connected = False
                     self.ends += 1
@@ -256,7 +260,6 @@ class Deployment:
         """Keep sampling until every expectation has held for `settle` seconds (and at least
         until `at_least_until`), or until the last deadline has passed by a margin."""
         last = max(e.clients_by for e in expectations) + 1.0
-        time.sleep(max(0.0, min(at_least_until, last) - time.monotonic()))
         while time.monotonic() < last:
             if time.monotonic() >= at_least_until and self.settled(expectations, settle):
                 return
@@ -270,7 +273,11 @@ class Deployment:
         from `origin` to `until` count: a scenario may go on to another fault."""
         end = time.monotonic() if until is None else until
         samples = [s for s in list(self.samples) if origin <= s.at <= end]
-        lines = []
+        lines = [
+            f"sse@{name} {env}: {error}"
+            for (name, env), f in self.sse.items()
+            for error in f.errors
+        ]
         for e in expectations:
             late: dict[str, list[Sample]] = {}
             last: dict[str, Sample] = {}
