@@ -26,8 +26,9 @@ SAMPLE_EVERY = 0.1
 
 class SseFollower:
     """A plain SSE client of one environment: applies snapshots and changes by version, and on
-    any end or error reconnects at once with its last cursor. `told_stale` counts events it does
-    not know (a `stale` event, say) and ends of stream: the server saying "do not trust me"."""
+    any end or error reconnects at once with its last cursor. It is live while connected and
+    heard from within two heartbeats; an event it does not know (a `stale` event, say) makes it
+    not live until the next snapshot: the server saying "do not trust me"."""
 
     def __init__(self, base_url: str, environment: str, name: str) -> None:
         self.base_url = base_url
@@ -47,11 +48,6 @@ class SseFollower:
     def start(self) -> SseFollower:
         self._thread.start()
         return self
-
-    def value(self, key: str) -> Any:
-        with self._lock:
-            held = self.values.get(key)
-        return MISSING if held is None else held[1]
 
     def state(self, key: str) -> tuple[Any, bool]:
         """(value, live): live when connected and heard from within two heartbeats (1 s each)."""
