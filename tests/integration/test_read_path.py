@@ -108,10 +108,11 @@ def rebuilt_and_drained(client: TestClient, old_epoch: str) -> None:
 
 def count_sql(app: FastAPI) -> list[str]:
     """Statements the app sends from now on, except background work that runs on a timer
-    whatever the requests are: the outbox relay (touches only change_outbox) and the readiness
-    check (`SELECT 1`, and the schema revision in alembic_version)."""
+    whatever the requests are: the outbox relay (touches only change_outbox), the readiness
+    check (`SELECT 1`, and the schema revision in alembic_version) and the feed's proof of the
+    read model (change_sequences, and change_outbox)."""
     statements: list[str] = []
-    background = ("change_outbox", "alembic_version")
+    background = ("change_outbox", "alembic_version", "change_sequences")
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if statement != "SELECT 1" and not any(table in statement for table in background):
