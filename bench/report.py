@@ -85,6 +85,7 @@ def main() -> None:
     mem, mem_bare = (json.loads((out / f"mem-{n}.json").read_text()) for n in ("service", "bare"))
     rebuild = json.loads((out / "rebuild.json").read_text())
     sdk = json.loads((out / "sdk.json").read_text())["ns_per_call"]
+    one, eight = (json.loads((out / f"writes-{n}.json").read_text()) for n in (1, 8))
     lines = [
         "# Benchmark results",
         "",
@@ -146,6 +147,18 @@ def main() -> None:
         f"{rebuild['rebuild_seconds'] / rebuild['select_seconds']:.2f} | ≤ 5 s | {verdict(rebuild['rebuild_seconds'] <= 5)} |",
         f"| hydrate an instance's replica from Redis | {rebuild['hydrate_seconds']:.2f} | "
         f"{rebuild['hydrate_seconds'] / rebuild['select_seconds']:.2f} | | |",
+        "",
+        "## Writes of one environment (MariaDB, `bench/writes.py`, through the Store and use case)",
+        "",
+        "Every change bumps its environment's committed sequence (16 shards chosen by item key) in "
+        "its own transaction. The reference is one writer; 8 writers of distinct keys should scale, "
+        "not queue on one row.",
+        "",
+        "| writers | writes/s | ratio to 1 writer |",
+        "|---|---|---|",
+        f"| 1 (reference) | {one['writes_per_second']:.0f} | 1.00 |",
+        f"| 8 | {eight['writes_per_second']:.0f} | "
+        f"{eight['writes_per_second'] / one['writes_per_second']:.2f} |",
         "",
         "## Client SDK (ns per call, one process, `timeit`, best of 7)",
         "",

@@ -97,6 +97,16 @@ echo "bench: delivery 1000 $(cat "$OUT/sse-1000.json")"
 "$PY" bench/rebuild.py --database-url "$DATABASE_URL" --redis-url "$REDIS_URL" --items 100000 > "$OUT/rebuild.json"
 echo "bench: rebuild $(cat "$OUT/rebuild.json")"
 
+# --- Write throughput, 1 and 8 writers of one environment (issue 9: the committed sequence) -----
+for writers in 1 8; do
+    WDB="aurora_bench_writes_$$_$writers"
+    mysql -h127.0.0.1 -uroot -e "CREATE DATABASE \`$WDB\` CHARACTER SET utf8mb4"
+    "$PY" bench/writes.py --url "mysql+pymysql://root@127.0.0.1:3306/$WDB" --writers $writers \
+        --seconds "$DURATION" > "$OUT/writes-$writers.json"
+    mysql -h127.0.0.1 -uroot -e "DROP DATABASE \`$WDB\`"
+    echo "bench: writes $writers $(cat "$OUT/writes-$writers.json")"
+done
+
 # --- SDK: ns per call, with the Unleash SDK in a bench-only virtualenv ---------------------------
 if [ ! -x "$BENCH_VENV/bin/python" ]; then "$(command -v python3.11 || command -v python3)" -m venv "$BENCH_VENV"; fi
 "$BENCH_VENV/bin/python" -m pip install --quiet -c constraints.txt "UnleashClient==6.9.1" ./client 2>/dev/null

@@ -7,9 +7,11 @@ locally but fails them when CI=true: CI must never pass by skipping.
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pymysql
 import pytest
@@ -99,3 +101,31 @@ def delete_prefix(prefix: str) -> None:
 
 def new_prefix() -> str:
     return f"aurora-test-{uuid.uuid4().hex[:12]}:"
+
+
+def eventually(check: Callable[[], Any], within: float = 10.0, what: str = "condition") -> Any:
+    """Poll until `check()` returns something truthy, or fail after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def empty_database(url: str) -> None:
+    """Delete every row of every table (the schema stays): a test's own clean slate."""
+    from sqlalchemy import text  # noqa: PLC0415
+
+    from database.engine import make_engine  # noqa: PLC0415
+    from database.models import Base  # noqa: PLC0415
+
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(text(f"DELETE FROM {table.name}"))
+    finally:
+        engine.dispose()

@@ -7,14 +7,20 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from database.engine import make_engine
 from database.migrations import upgrade_to_head
-from database.models import Base
 from service.app import create_app
 from service.settings import Settings
-from tests.backends import check_redis, delete_prefix, new_prefix, redis_url, throwaway_mariadb
+from tests.backends import (
+    check_redis,
+    delete_prefix,
+    empty_database,
+    new_prefix,
+    redis_url,
+    throwaway_mariadb,
+)
 
 
 @pytest.fixture(scope="session")
@@ -42,13 +48,14 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """Each test that uses this runs twice: on SQLite and on MariaDB, starting from empty tables."""
     url: str = request.getfixturevalue(f"{request.param}_database")
     yield url
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            for table in reversed(Base.metadata.sorted_tables):
-                conn.execute(text(f"DELETE FROM {table.name}"))
-    finally:
-        engine.dispose()
+    empty_database(url)
+
+
+@pytest.fixture
+def mariadb_url(mariadb_database: str) -> Iterator[str]:
+    """The run's MariaDB database, emptied after the test."""
+    yield mariadb_database
+    empty_database(mariadb_database)
 
 
 @pytest.fixture

@@ -90,22 +90,23 @@ class TcpProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)  # tracked from the first moment, so cut() can abort it
-        if self.mode == "reset":
-            _reset(writer)
-            self._writers.discard(writer)
-            return
-        if self.mode == "blackhole":
-            try:
+        try:
+            if self.mode == "reset":
+                _reset(writer)
+            elif self.mode == "blackhole":
                 await self._hold(reader)  # until restore() resets it or the client gives up
-            finally:
-                writer.transport.abort()
-                self._writers.discard(writer)
-            return
+            else:
+                await self._forward(reader, writer)
+        finally:
+            # Whatever ended the handler (a cancel at close() included), the client's socket is
+            # closed here: none is left to the garbage collector.
+            writer.transport.abort()
+            self._writers.discard(writer)
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
-            writer.transport.abort()
-            self._writers.discard(writer)
             return
         self._writers.add(up_writer)
         try:
@@ -113,9 +114,8 @@ class TcpProxy:
                 self._pipe(reader, up_writer, client=writer), self._pipe(up_reader, writer)
             )
         finally:
-            for end in (writer, up_writer):
-                end.transport.abort()
-                self._writers.discard(end)
+            up_writer.transport.abort()
+            self._writers.discard(up_writer)
 
     async def _start(self) -> None:
         if self._server is None:

@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +20,7 @@ from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
 from openfeature.flag_evaluation import Reason as OFReason
 
+from tests.backends import eventually
 from tests.e2e.servers import Server
 from tests.e2e.sse import Subscription
 from tests.faults import free_port, proxy_to
@@ -30,15 +30,6 @@ pytestmark = pytest.mark.mariadb
 Instance = Callable[..., AbstractContextManager[Server]]
 FLAGS = "/api/v1/feature-flags"
 CONFIGS = "/api/v1/configurations"
-
-
-def eventually(check: Callable[[], Any], within: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + within
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what}")
-        time.sleep(0.01)
-    return result
 
 
 def seed(server: Server) -> None:

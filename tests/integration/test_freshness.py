@@ -47,16 +47,12 @@ class Rig:
         return Propagator(self.store, self.model, self.replica, wait=2.0, relay_interval=60)
 
     async def set_timeout(self, value: int) -> Any:
-        return await self.propagator.write(
-            configs.set_value,
-            env=ENV,
-            service=None,
-            key="timeout",
-            value=value,
-            description=None,
-            if_match=None,
-            actor=ADMIN_ACTOR,
-        )
+        """A write as the API makes it: committed, then propagated."""
+        return await self.propagator.write(configs.set_value, **timeout_is(value))
+
+    async def commit_timeout(self, value: int, env: str = ENV) -> Any:
+        """Committed only (in the outbox, not applied): (result, published changes)."""
+        return await self.store.run_and_publish(configs.set_value, **timeout_is(value, env))
 
     async def redis_value(self) -> Any:
         _own, shared = await self.model.config_scopes(ENV, None, "timeout")
@@ -80,6 +76,19 @@ async def rig(database_url: str) -> AsyncIterator[Rig]:
 
 
 pytestmark = pytest.mark.anyio
+
+
+def timeout_is(value: int, env: str = ENV) -> dict[str, Any]:
+    """The arguments of `configs.set_value` that set the global `timeout` to `value`."""
+    return {
+        "env": env,
+        "service": None,
+        "key": "timeout",
+        "value": value,
+        "description": None,
+        "if_match": None,
+        "actor": ADMIN_ACTOR,
+    }
 
 
 async def within(awaitable: Awaitable[T]) -> T:
@@ -121,16 +130,7 @@ async def test_a_redis_that_came_back_with_older_data_is_found_and_rebuilt(rig: 
 
 async def test_changes_waiting_in_the_outbox_are_not_counted_as_lost(rig: Rig) -> None:
     await rig.set_timeout(1)
-    await rig.store.run_and_publish(  # committed, never applied: it waits in the outbox
-        configs.set_value,
-        env=ENV,
-        service=None,
-        key="timeout",
-        value=2,
-        description=None,
-        if_match=None,
-        actor=ADMIN_ACTOR,
-    )
+    await rig.commit_timeout(2)
     assert await rig.propagator.verify(ENV) is None
     assert await rig.propagator.relay_once() == 1
     assert await rig.redis_value() == 2
@@ -145,18 +145,7 @@ async def test_a_write_that_redis_already_holds_a_newer_version_of_is_superseded
     await rig.set_timeout(1)
     results = []
     for value in (2, 3):
-        results.append(
-            await rig.store.run_and_publish(
-                configs.set_value,
-                env=ENV,
-                service=None,
-                key="timeout",
-                value=value,
-                description=None,
-                if_match=None,
-                actor=ADMIN_ACTOR,
-            )
-        )
+        results.append(await rig.commit_timeout(value))
     (_first, first_published), (_second, second_published) = results
     assert await rig.propagator.propagate(second_published) is Outcome.COMPLETE
     assert await rig.propagator.propagate(first_published) is Outcome.SUPERSEDED
@@ -167,16 +156,7 @@ async def test_a_write_that_redis_already_holds_a_newer_version_of_is_superseded
 async def test_an_unreadable_outbox_row_is_quarantined_without_blocking_the_others(
     rig: Rig,
 ) -> None:
-    await rig.store.run_and_publish(
-        configs.set_value,
-        env=ENV,
-        service=None,
-        key="timeout",
-        value=7,
-        description=None,
-        if_match=None,
-        actor=ADMIN_ACTOR,
-    )
+    await rig.commit_timeout(7)
     with rig.store.engine.begin() as conn:  # a row no version of the service could read
         conn.execute(
             text(
@@ -197,16 +177,7 @@ async def test_an_environment_without_a_read_model_does_not_hold_up_the_others(
     rig: Rig,
 ) -> None:
     for env in ("staging", ENV):
-        await rig.store.run_and_publish(
-            configs.set_value,
-            env=env,
-            service=None,
-            key="timeout",
-            value=9,
-            description=None,
-            if_match=None,
-            actor=ADMIN_ACTOR,
-        )
+        await rig.commit_timeout(9, env)
     assert await rig.model.epoch("staging") is None  # never built
     await rig.propagator.relay_once()
     assert await rig.redis_value() == 9

@@ -23,7 +23,7 @@ from database.uow import UnitOfWork
 from service.app import create_app
 from service.principal import Principal
 from service.usecases import configs
-from tests.backends import REDIS_DB, REDIS_HOST, REDIS_PORT, delete_prefix, redis_url
+from tests.backends import REDIS_DB, REDIS_HOST, REDIS_PORT, delete_prefix, eventually, redis_url
 from tests.conftest import make_settings
 from tests.faults import proxy_to
 
@@ -31,30 +31,6 @@ pytestmark = pytest.mark.mariadb
 
 CONFIGS = "/api/v1/configurations"
 FLAGS = "/api/v1/feature-flags"
-
-
-def eventually(check: Callable[[], Any], within: float = 10.0, what: str = "condition") -> Any:
-    """Poll until `check()` returns something truthy, or fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what}")
-        time.sleep(0.02)
-
-
-@pytest.fixture
-def mariadb_url(mariadb_database: str) -> Iterator[str]:
-    yield mariadb_database
-    from tests.conftest import make_engine  # noqa: PLC0415
-
-    engine = make_engine(mariadb_database)
-    with engine.begin() as conn:
-        for table in ("change_outbox", "config_history", "feature_flags", "app_configurations"):
-            conn.exec_driver_sql(f"DELETE FROM {table}")
-    engine.dispose()
 
 
 @pytest.fixture

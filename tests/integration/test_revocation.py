@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -28,15 +28,12 @@ import redis
 import uvicorn
 from fastapi.testclient import TestClient
 from httpx_sse import connect_sse
-from sqlalchemy import text
 
-from database.engine import make_engine
-from database.models import Base
 from database.uow import UnitOfWork
 from service.app import create_app
 from service.settings import Settings
 from service.usecases import tokens
-from tests.backends import REDIS_DB, REDIS_HOST, REDIS_PORT, redis_url
+from tests.backends import REDIS_DB, REDIS_HOST, REDIS_PORT, empty_database, eventually, redis_url
 from tests.conftest import make_settings
 from tests.faults import TcpProxy, free_port, proxy_to
 
@@ -49,34 +46,12 @@ BOUND = 1.0  # AURORA_TOKEN_CACHE_SECONDS where a test relies on the bound
 LONG = 60.0  # where it must not: only the push through Redis can explain a refusal
 
 
-def eventually(check: Callable[[], Any], within: float, what: str) -> Any:
-    """Poll until `check()` returns something truthy, or fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {within}s waiting for {what}")
-        time.sleep(0.02)
-
-
-def empty(database_url: str) -> None:
-    engine = make_engine(database_url)
-    try:
-        with engine.begin() as conn:
-            for table in reversed(Base.metadata.sorted_tables):
-                conn.execute(text(f"DELETE FROM {table.name}"))
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture
 def database(mariadb_database: str) -> Iterator[str]:
     """The run's database, empty before and after (other tests leave tokens behind)."""
-    empty(mariadb_database)
+    empty_database(mariadb_database)
     yield mariadb_database
-    empty(mariadb_database)
+    empty_database(mariadb_database)
 
 
 def settings(
