@@ -42,6 +42,11 @@ _deadline: ContextVar[float | None] = ContextVar("aurora_db_deadline", default=N
 
 #: The least a socket operation is given once the deadline has passed (a ROLLBACK as a pooled
 #: connection is returned, say): enough for an answering server, little past the bound.
+# A connection checked back in less than this ago is handed out without a ping: a ping is one
+# round trip of the six or seven a write makes (bench/writes.py), and one that died in that
+# second fails its first statement, which the Store runs again (is_retryable: nothing was
+# committed yet), within the same deadline.
+FRESH_SECONDS = 1.0
 FLOOR_SECONDS = 0.1
 #: Socket timeouts move in these steps, so pymysql does not reset the socket's for every packet.
 STEP_SECONDS = 0.05
@@ -87,6 +92,7 @@ class DeadlineConnection(pymysql.connections.Connection):
 
     checked_out = False  # set at its first checkout: a failed check after that is a stale one
     lock_wait: int | None = None  # the session's innodb_lock_wait_timeout, once we set it
+    answered_at = 0.0  # when it last worked (checked back in): recent enough, no ping
 
     @property
     def connect_timeout(self) -> float | None:
@@ -135,6 +141,8 @@ def _check_mysql(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
     try:
         wait = None if left is None else lock_wait_seconds(left)
         if wait is None or wait == conn.lock_wait:
+            if time.monotonic() - conn.answered_at < FRESH_SECONDS:
+                return  # it worked a moment ago; if it died since, the Store runs the call again
             conn.ping(False)
         else:
             with conn.cursor() as cursor:
@@ -145,6 +153,11 @@ def _check_mysql(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
             raise
         check()  # no budget left for a new connection: the call fails now
         raise DisconnectionError(f"pooled connection failed its check: {exc}") from exc
+
+
+def _checked_in(dbapi_connection: Any, _record: Any) -> None:
+    if dbapi_connection is not None:  # None once invalidated
+        dbapi_connection.answered_at = time.monotonic()
 
 
 def _check_sqlite(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
@@ -171,5 +184,6 @@ def install(engine: Engine) -> None:
     else:
         event.listen(engine, "do_connect", _connect_mysql)
         event.listen(engine, "checkout", _check_mysql)
+        event.listen(engine, "checkin", _checked_in)
     event.listen(engine, "before_cursor_execute", _before_statement)
     event.listen(engine, "commit", _before_commit)

@@ -109,8 +109,12 @@ def _mysql_code(exc: DBAPIError) -> int | None:
 
 def is_retryable(exc: BaseException) -> bool:
     """A concurrent writer won (our version check failed, a deadlock, a TiDB write conflict, a
-    busy SQLite): running the whole transaction again may succeed."""
+    busy SQLite), or a pooled connection turned out dead before anything was committed (a lost
+    COMMIT is CommitOutcomeUnknown, never this): running the whole transaction again may
+    succeed."""
     if isinstance(exc, StaleDataError | ConcurrentWrite):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     if isinstance(exc, OperationalError):
         if _mysql_code(exc) in RETRYABLE_MYSQL_CODES:

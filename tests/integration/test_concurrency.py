@@ -342,6 +342,8 @@ def test_parallel_writers_get_dense_sequence_numbers_per_shard(store: Store) -> 
     sequence, parallel writers' changes are numbered 1..n, each number exactly once."""
 
     async def scenario() -> None:
+        for i in range(12):  # created one by one: the race here is between writers of a shard
+            await upsert(store, None, f"key{i}", 0, "creator")
         await asyncio.gather(
             *(upsert(store, None, f"key{i % 12}", i, f"w{i}") for i in range(WRITERS * 3))
         )
@@ -350,7 +352,7 @@ def test_parallel_writers_get_dense_sequence_numbers_per_shard(store: Store) -> 
     with store.unit_of_work() as uow:
         rows = [(e.shard, e.sequence) for e in uow.outbox.pending(1000)]
         last, waiting = uow.outbox.committed(ENV)
-    assert len(rows) == WRITERS * 3
+    assert len(rows) == 12 + WRITERS * 3
     assert sorted(rows) == sorted(waiting)
     for shard, top in last.items():
         assert sorted(n for s, n in rows if s == shard) == list(range(1, top + 1)), shard
