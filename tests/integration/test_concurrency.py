@@ -345,7 +345,7 @@ def test_parallel_writers_get_dense_sequence_numbers_per_shard(store: Store) -> 
         for i in range(12):  # created one by one: the race here is between writers of a shard
             await upsert(store, None, f"key{i}", 0, "creator")
         await asyncio.gather(
-            *(upsert(store, None, f"key{i % 12}", i, f"w{i}") for i in range(WRITERS * 3))
+            *(upsert(store, None, f"key{i % 12}", i + 1, f"w{i}") for i in range(WRITERS * 3))
         )
 
     run(scenario)
