@@ -42,7 +42,11 @@ HEARTBEAT = 1.0  # AURORA_SSE_HEARTBEAT_SECONDS, as tests/e2e/servers.py sets it
 REPAIR_BOUND = 10.0  # lost writes detected and repaired within 10 s of Redis answering again
 CLIENT_BOUND = REPAIR_BOUND + HEARTBEAT  # clients: repaired data (or STALE) by then
 FOLLOW_BOUND = 2.0  # another environment's change still reaches every reader (defect 2)
-TAKEOVER_BOUND = 10.0  # a dead builder's lock taken over and the environment rebuilt
+TAKEOVER_BOUND = 10.0
+# Sampling goes on at least this long after Redis answers again, then stops once every reader has
+# held the right value for 3 s (repairs were measured at 0.0-3.3 s; the bounds are checked on
+# every sample taken): the suite's time budget, not a bound of the service.
+SETTLE_AFTER = 4.5  # a dead builder's lock taken over and the environment rebuilt
 
 Instances = Callable[[str], AbstractContextManager[dict[str, str]]]
 
@@ -178,7 +182,7 @@ def test_restart_from_an_older_snapshot_loses_no_acknowledged_write(
             redis.shutdown_nosave() if stop == "SHUTDOWN NOSAVE" else redis.kill()
             answered = redis.restart_from(dump=backup)
             expectations = [after_fault(answered, "production", "timeout", first + 3)]
-            deploy.observe(expectations, at_least_until=answered + 6)
+            deploy.observe(expectations, at_least_until=answered + SETTLE_AFTER)
             found = findings(deploy, expectations, answered)
             problems += [f"after {stop} and a restart on the older snapshot:"] * bool(found)
             problems += found
@@ -215,7 +219,7 @@ def test_sigkill_with_aof_everysec_loses_no_acknowledged_write(
             after_fault(answered, "production", "timeout", 4),
             after_fault(answered, "production", "retries", 7),
         ]
-        deploy.observe(expectations, at_least_until=answered + 6)
+        deploy.observe(expectations, at_least_until=answered + SETTLE_AFTER)
         found = findings(deploy, expectations, answered)
         problems += ["after SIGKILL and a restart on its AOF:"] * bool(found) + found
 
@@ -227,7 +231,7 @@ def test_sigkill_with_aof_everysec_loses_no_acknowledged_write(
         redis.kill()
         answered = redis.restart_from(aof_dir=synced)
         expectations = [after_fault(answered, "production", "timeout", 8)]
-        deploy.observe(expectations, at_least_until=answered + 6)
+        deploy.observe(expectations, at_least_until=answered + SETTLE_AFTER)
         found = findings(deploy, expectations, answered)
         problems += ["after SIGKILL and the AOF's last writes lost:"] * bool(found) + found
     if problems:
@@ -260,7 +264,7 @@ def test_failover_to_a_lagging_replica_loses_no_acknowledged_write(
             group.master.kill()
             answered = group.wait_promoted(group.replica.port)
             expectations = [after_fault(answered, "production", "timeout", 4)]
-            deploy.observe(expectations, at_least_until=answered + 6)
+            deploy.observe(expectations, at_least_until=answered + SETTLE_AFTER)
         judge(deploy, expectations, answered, tmp_path)
 
 
