@@ -22,9 +22,7 @@ its local streams are closed) and every other environment keeps following its ch
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
@@ -37,11 +35,10 @@ from cache.broadcaster import Broadcaster
 from cache.messages import FeedMessage
 from cache.read_model import NotBuilt, RedisReadModel
 from cache.replica import Replica
+from cache.subscription import keep_running, listen
 
 log = logging.getLogger(__name__)
 
-RECONNECT_BASE_SECONDS = 0.05
-RECONNECT_CAP_SECONDS = 2.0
 CHECK_EVERY_SECONDS = 1.0
 VERIFY_EVERY_SECONDS = 5.0
 BUILD_RETRY_CAP_SECONDS = 30.0
@@ -55,10 +52,6 @@ BEHIND_SECONDS = 1.0
 PING = "aurora-feed"
 REGRESSED = "revision_regressed"  # a cause, as the maintainer counts it
 BUILD, VERIFY = "build", "verify"  # the kinds of background job
-
-
-class SubscriptionSilent(ConnectionError):
-    """The subscription's connection stopped answering: reconnect."""
 
 
 class Maintainer(Protocol):
@@ -112,26 +105,14 @@ class ChangeFeed:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep the subscription alive until `stop` is set, reconnecting with jittered backoff."""
-        failures = 0
         try:
-            while not stop.is_set():
-                try:
-                    await self._session(stop)
-                    failures = 0
-                except (RedisError, OSError, NotBuilt) as exc:
-                    failures += 1
-                    log.warning("change feed lost (%s: %s); reconnecting", type(exc).__name__, exc)
-                except Exception:
-                    # Anything else must not end the feed for good: without it this instance
-                    # never trusts its replica or streams again.
-                    failures += 1
-                    log.exception("change feed failed; reconnecting")
-                finally:
-                    self._lost()
-                cap = min(RECONNECT_CAP_SECONDS, RECONNECT_BASE_SECONDS * 2**failures)
-                delay = random.uniform(0, cap)  # noqa: S311 - jitter, not security
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
+            await keep_running(
+                stop,
+                partial(self._session, stop),
+                what="change feed",
+                after_each=self._lost,
+                expected=(RedisError, OSError, NotBuilt),
+            )
         finally:
             for job in self._jobs.values():
                 job.cancel()
@@ -156,25 +137,15 @@ class ChangeFeed:
                 await self._catch_up(environment, verify=True)
             self.connected.set()
             log.info("change feed live: %s", self.replica.status())
-            heard = time.monotonic()
-            next_check = heard + self.check_every
-            while not stop.is_set():
-                message = await pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=min(0.5, self.check_every)
-                )
-                now = time.monotonic()
+            async for message, tick in listen(
+                pubsub, stop, every=self.check_every, silent_after=self.silent_after, ping=PING
+            ):
                 if message is not None:
-                    heard = now  # any message, a PONG included, proves the connection
-                    if message["type"] == "message":
-                        await self._deliver(FeedMessage.parse(message["data"]))
+                    await self._deliver(FeedMessage.parse(message["data"]))
                 while self._done:
                     await self._catch_up(self._done.pop(), verify=True)
-                if now >= next_check:
-                    if now - heard > self.silent_after:
-                        raise SubscriptionSilent(f"no answer for {now - heard:.1f}s")
-                    await pubsub.ping(PING)
+                if tick:
                     await self._check_positions()
-                    next_check = time.monotonic() + self.check_every
 
     async def _deliver(self, message: FeedMessage) -> None:
         if self._job_kind.get(message.environment) == BUILD:

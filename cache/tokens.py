@@ -14,26 +14,23 @@ tokens or make instances reload from the database, never grant anything.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import random
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+
+from cache.subscription import keep_running, listen
 
 log = logging.getLogger(__name__)
 
-RECONNECT_BASE_SECONDS = 0.05
-RECONNECT_CAP_SECONDS = 2.0
 PING_EVERY_SECONDS = 1.0
 # The subscription's connection answers a PING every second; silent this long, it is dead
-# (a partition leaves a socket that neither errs nor delivers), as in cache/feed.py.
+# (a partition leaves a socket that neither errs nor delivers): cache/subscription.py.
 SILENT_SECONDS = 3.0
 PING = "aurora-tokens"
 
@@ -60,10 +57,6 @@ class TokenNotice:
         if op == "created":
             return cls("created", None, origin)
         return None
-
-
-class SubscriptionSilent(ConnectionError):
-    """The subscription's connection stopped answering: reconnect."""
 
 
 class TokenNotices:
@@ -111,23 +104,12 @@ class TokenNotices:
         """Keep the subscription alive until `stop` is set, reconnecting with jittered,
         bounded backoff. `connected` runs after each (re)subscription: what was published while
         the subscription was down is only in the record, so the caller reads it then."""
-        failures = 0
-        while not stop.is_set():
-            try:
-                await self._session(stop, deliver, connected)
-                failures = 0
-            except (RedisError, OSError) as exc:
-                failures += 1
-                log.warning("token notices lost (%s: %s); reconnecting", type(exc).__name__, exc)
-            except Exception:  # the subscription must outlive anything, or revocations wait
-                failures += 1
-                log.exception("token notices failed; reconnecting")
-            finally:
-                self.connected.clear()
-            cap = min(RECONNECT_CAP_SECONDS, RECONNECT_BASE_SECONDS * 2**failures)
-            delay = random.uniform(0, cap)  # noqa: S311 - jitter, not security
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+        await keep_running(
+            stop,
+            partial(self._session, stop, deliver, connected),
+            what="token notices",
+            after_each=self.connected.clear,
+        )
 
     async def _session(
         self,
@@ -139,23 +121,13 @@ class TokenNotices:
             await pubsub.subscribe(self.channel)
             await connected()  # subscribed first, then caught up: nothing can slip between
             self.connected.set()
-            heard = time.monotonic()
-            next_ping = heard + self.ping_every
-            while not stop.is_set():
-                message = await pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=min(0.5, self.ping_every)
-                )
-                now = time.monotonic()
-                if message is not None:
-                    heard = now  # any message, a PONG included, proves the connection
-                    if message["type"] == "message":
-                        notice = TokenNotice.parse(message["data"])
-                        if notice is None:
-                            log.warning("ignored a malformed token notice")
-                        elif notice.origin != self.origin:  # own changes are applied already
-                            deliver(notice)
-                if now >= next_ping:
-                    if now - heard > self.silent_after:
-                        raise SubscriptionSilent(f"no answer for {now - heard:.1f}s")
-                    await pubsub.ping(PING)
-                    next_ping = now + self.ping_every
+            async for message, _tick in listen(
+                pubsub, stop, every=self.ping_every, silent_after=self.silent_after, ping=PING
+            ):
+                if message is None:
+                    continue
+                notice = TokenNotice.parse(message["data"])
+                if notice is None:
+                    log.warning("ignored a malformed token notice")
+                elif notice.origin != self.origin:  # own changes are applied already
+                    deliver(notice)
