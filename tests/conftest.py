@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -69,6 +70,20 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
     """Authentication is off unless a test asks for it (tests/integration/test_auth.py does)."""
     overrides.setdefault("auth", "disabled")
     return Settings(_env_file=None, database_url=database_url, **overrides)  # type: ignore[call-arg,arg-type]
+
+
+def start_app(
+    database_url: str, prefix: str, redis_at: str | None = None, **extra: Any
+) -> TestClient:
+    """An instance on the real Redis (or the one at `redis_at`) under `prefix`, quick to notice
+    a change (the relay every 0.05 s, a 1 s database deadline; `extra` overrides settings)."""
+    settings = make_settings(
+        database_url,
+        redis_url=redis_at or redis_url(),
+        redis_prefix=prefix,
+        **({"relay_interval_seconds": 0.05, "db_timeout_seconds": 1.0} | extra),
+    )
+    return TestClient(create_app(settings), raise_server_exceptions=False)
 
 
 @pytest.fixture

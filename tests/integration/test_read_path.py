@@ -20,11 +20,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 
 from database.uow import UnitOfWork
-from service.app import create_app
 from service.principal import Principal
 from service.usecases import configs
 from tests.backends import REDIS_DB, REDIS_HOST, REDIS_PORT, delete_prefix, eventually, redis_url
-from tests.conftest import make_settings
+from tests.conftest import start_app
 from tests.faults import proxy_to
 
 pytestmark = pytest.mark.mariadb
@@ -41,15 +40,7 @@ def raw_redis(redis_prefix: str) -> Iterator[redis.Redis]:
 
 
 def start(database_url: str, prefix: str, redis_at: str | None = None, **extra: Any) -> TestClient:
-    settings = make_settings(
-        database_url,
-        redis_url=redis_at or redis_url(),
-        redis_prefix=prefix,
-        relay_interval_seconds=0.05,
-        db_timeout_seconds=1.0,
-        **extra,
-    )
-    return TestClient(create_app(settings), raise_server_exceptions=False)
+    return start_app(database_url, prefix, redis_at, **extra)
 
 
 def seed(client: TestClient) -> None:

@@ -19,12 +19,10 @@ from redis.asyncio import Redis
 from database.engine import make_engine
 from database.migrations import alembic_config, head_revision, upgrade_to_head
 from service import runtime
-from service.app import create_app
 from service.settings import Settings
-from tests.backends import MARIADB_PORT, REDIS_PORT, redis_url, throwaway_mariadb
-from tests.conftest import make_settings
+from tests.backends import MARIADB_PORT, REDIS_PORT, eventually, redis_url, throwaway_mariadb
+from tests.conftest import start_app
 from tests.faults import TcpProxy, proxy_to
-from tests.integration.test_read_path import eventually
 
 pytestmark = pytest.mark.mariadb
 
@@ -33,16 +31,13 @@ FLAGS = "/api/v1/feature-flags"
 
 
 def start(database_url: str, prefix: str, redis_at: str | None = None, **extra: Any) -> TestClient:
-    settings = make_settings(
+    """Instances that notice a fault within a second, and start serving without waiting."""
+    return start_app(
         database_url,
-        redis_url=redis_at or redis_url(),
-        redis_prefix=prefix,
-        relay_interval_seconds=0.1,
-        db_timeout_seconds=1.0,
-        replica_wait_seconds=1.0,
-        **extra,
+        prefix,
+        redis_at,
+        **({"relay_interval_seconds": 0.1, "replica_wait_seconds": 1.0} | extra),
     )
-    return TestClient(create_app(settings), raise_server_exceptions=False)
 
 
 def readiness(client: TestClient) -> tuple[int, dict[str, Any]]:
