@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -323,13 +323,14 @@ class OutboxRepository:
         ).all()
         return {int(shard): int(n) for shard, n in last}, [(int(a), int(b)) for a, b in waiting]
 
-    def pending(self, limit: int) -> Sequence[OutboxEntry]:
-        """Oldest first (by time, then id: TiDB ids are unique but not ordered)."""
+    def pending(self, limit: int, skip: Collection[str] = ()) -> Sequence[OutboxEntry]:
+        """Oldest first (by time, then id: TiDB ids are unique but not ordered), leaving out
+        quarantined rows and the environments in `skip`."""
+        query = select(OutboxEntry).where(OutboxEntry.quarantined_at.is_(None))
+        if skip:
+            query = query.where(OutboxEntry.environment.not_in(skip))
         return self._session.scalars(
-            select(OutboxEntry)
-            .where(OutboxEntry.quarantined_at.is_(None))
-            .order_by(OutboxEntry.created_at, OutboxEntry.id)
-            .limit(limit)
+            query.order_by(OutboxEntry.created_at, OutboxEntry.id).limit(limit)
         ).all()
 
     def quarantine(self, ids: Sequence[int]) -> None:

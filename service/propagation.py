@@ -168,8 +168,7 @@ class Propagator:
                 await asyncio.wait_for(self._poke.wait(), timeout=self.relay_interval)
             self._poke.clear()
             try:
-                while await self.relay_once() >= RELAY_BATCH and not stop.is_set():
-                    pass  # a full batch: there may be more, go again at once
+                await self.relay_pending(stop)
             except (RedisError, OSError, Unavailable) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 if reason != paused:  # once per reason, not once per round
@@ -185,16 +184,24 @@ class Propagator:
                 log.info("relay resumed")
                 paused = None
 
-    async def relay_once(self) -> int:
-        """Apply one batch of pending changes; returns how many rows were pending.
+    async def relay_pending(self, stop: asyncio.Event) -> None:
+        """Batch after batch while they come full; an environment found without a read model
+        is left out of the batches after (its rows wait for the feed's rebuild), so however
+        many rows it has, they never hide the other environments' rows behind them."""
+        unbuilt: set[str] = set()
+        while await self.relay_once(unbuilt) >= RELAY_BATCH and not stop.is_set():
+            pass
 
-        An environment whose read model is missing or damaged is skipped (its rows wait for the
-        feed's rebuild; the others go on). A row that cannot be read, or that Redis refuses, is
-        quarantined: logged, counted, and no longer in anyone's way."""
-        batch = await self.store.run(outbox.pending, RELAY_BATCH)
+    async def relay_once(self, unbuilt: set[str] | None = None) -> int:
+        """Apply one batch of pending changes; returns how many rows it fetched.
+
+        An environment whose read model is missing or damaged is skipped (and added to
+        `unbuilt`, whose environments are not fetched). A row that cannot be read, or that
+        Redis refuses, is quarantined: logged, counted, and no longer in anyone's way."""
+        unbuilt = set() if unbuilt is None else unbuilt
+        batch = await self.store.run(outbox.pending, RELAY_BATCH, frozenset(unbuilt))
         done: list[int] = []
         bad = list(batch.unreadable)
-        unbuilt: set[str] = set()
         for change in batch.changes:
             environment = change.event.environment
             if environment in unbuilt:

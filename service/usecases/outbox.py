@@ -23,13 +23,14 @@ class Pending:
     unreadable: list[int]
 
 
-def pending(uow: UnitOfWork, limit: int) -> Pending:
-    """The oldest waiting changes. A row that cannot be parsed is reported apart (the relay
-    quarantines it) instead of failing the batch: one bad row must not block every other."""
+def pending(uow: UnitOfWork, limit: int, skip: frozenset[str] = frozenset()) -> Pending:
+    """The oldest waiting changes (of the environments not in `skip`). A row that cannot be
+    parsed is reported apart (the relay quarantines it) instead of failing the batch: one bad
+    row must not block every other."""
     changes: list[Published] = []
     unreadable: list[int] = []
     with uow:
-        for entry in uow.outbox.pending(limit):
+        for entry in uow.outbox.pending(limit, skip):
             try:
                 event = ChangeEvent.from_dict(entry.event)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -215,3 +215,17 @@ async def test_a_slow_builder_keeps_its_lock_and_nobody_builds_twice(
     await within(building)
     assert sum(first.rebuilds.values()) + sum(second.rebuilds.values()) == 1
     assert second.lock_takeovers == 0
+
+
+async def test_rows_of_an_unbuilt_environment_never_hide_the_others_behind_them(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Full batches of an environment without a read model (oldest first) used to be fetched
+    again and again, in a busy loop, while the rows of the others behind them waited."""
+    monkeypatch.setattr(propagation, "RELAY_BATCH", 2)
+    for value in (1, 2, 3):
+        await rig.commit_timeout(value, "staging")  # staging has no read model: they wait
+    await rig.commit_timeout(9)
+    await within(rig.propagator.relay_pending(asyncio.Event()))
+    assert await rig.redis_value() == 9
+    assert (await rig.store.run(outbox.backlog))[0] == 3  # staging's wait for its build
