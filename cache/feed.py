@@ -193,7 +193,7 @@ class ChangeFeed:
                 )
                 self._untrust(environment, "its read model went back in time")
                 self._start(
-                    environment, BUILD, partial(self._rebuild_lost, environment, epoch, REGRESSED)
+                    environment, BUILD, partial(self._build, environment, (epoch, REGRESSED))
                 )
                 return
             missed = await self.read_model.replay(environment, position[1], limit=REPLAY_LIMIT)
@@ -251,19 +251,16 @@ class ChangeFeed:
         self._jobs[environment] = task
         self._job_kind[environment] = kind
 
-    async def _build(self, environment: str) -> None:
+    async def _build(self, environment: str, lost: tuple[str, str] | None = None) -> None:
+        """Build the environment's read model; with `lost` (epoch, cause), rebuild one that lost
+        acknowledged changes. A failure is retried after a backoff (see `_failed`)."""
         try:
-            await self.maintainer.ensure_built(environment)
+            if lost is not None:
+                await self.maintainer.rebuild_lost(environment, *lost)
+            else:
+                await self.maintainer.ensure_built(environment)
         except Exception as exc:
-            self._failed(environment, "build", exc)
-        else:
-            self._recovered(environment)
-
-    async def _rebuild_lost(self, environment: str, epoch: str, cause: str) -> None:
-        try:
-            await self.maintainer.rebuild_lost(environment, epoch, cause)
-        except Exception as exc:
-            self._failed(environment, "rebuild", exc)
+            self._failed(environment, "build" if lost is None else "rebuild", exc)
         else:
             self._recovered(environment)
 
@@ -315,10 +312,9 @@ class ChangeFeed:
             if loss is None:
                 self._verified_at[environment] = time.monotonic()
         if loss is not None:
-            epoch, cause = loss
             self._job_kind[environment] = BUILD
             self._untrust(environment, "its read model lost acknowledged changes")
-            await self._rebuild_lost(environment, epoch, cause)
+            await self._build(environment, loss)
         elif then_trust and environment in self._positions:
             self.replica.trust(environment)
 

@@ -367,9 +367,6 @@ class TokenRepository:
     def __init__(self, session: Session) -> None:
         self._session = session
 
-    def active(self) -> Sequence[ApiToken]:
-        return self._session.scalars(select(ApiToken).where(ApiToken.revoked_at.is_(None))).all()
-
     def by_name(self, name: str) -> ApiToken | None:
         return self._session.scalar(select(ApiToken).where(ApiToken.name == name))
 
