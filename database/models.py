@@ -71,6 +71,7 @@ def identifier(length: int) -> TypeEngine[str]:
         mysql.VARCHAR(length, collation=BINARY_COLLATION), "mysql", "mariadb"
     )
 
+
 # BIGINT AUTO_INCREMENT on MySQL/TiDB; SQLite only auto-increments INTEGER PRIMARY KEY.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 # Microsecond timestamps (MySQL's bare DATETIME drops fractions), stored as naive UTC.
@@ -255,7 +256,13 @@ class FeatureFlag(Versioned, Base):
 
     def segment_names(self) -> set[str]:
         """The segments this flag's rules refer to."""
-        return {name for rule in self.rules or () for name in rule.get("segments") or ()}
+        return {
+            name
+            for rule in self.rules or ()
+            if isinstance(rule, dict)
+            for name in rule.get("segments") or ()
+            if isinstance(name, str)
+        }
 
 
 class Segment(Versioned, Base):
