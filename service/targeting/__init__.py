@@ -1,6 +1,8 @@
-"""Targeting on the server (issue 10): request and response bodies of rules, variants,
-prerequisites and segments (`schemas`), and the mapping of Unleash's documents (`unleash`).
+"""Targeting on the server side: request and response bodies of rules, variants, prerequisites
+and segments (schemas), and mapping other services' formats onto ours (unleash: the import of
+Unleash's client features document).
 
-The semantics live once, in the SDK's `aurora_client.targeting`; this package may import it,
-`service.schemas` and `database.models`, never the routers.
+Evaluation itself lives once, in the SDK package (aurora_client.targeting). `unleash` imports it
+and the standard library, nothing of the web layer; `schemas` also imports `service.schemas`
+and `database.models`, never the routers.
 """
