@@ -5,9 +5,11 @@ slashes (so a key can never read as a path traversal). Flag keys and segment nam
 Unleash accepts names such as `Hellø_Wørld` and emoji, and an import keeps them): 1..200
 characters of any Unicode except control characters (C0, DEL, C1), the line and paragraph
 separators, the bidirectional controls (which make a key read differently from what it is) and
-lone surrogates, with the same rule for '/' segments (a segment name holds no '/'). Keys are compared exactly as written (no
-case folding, no Unicode normalisation). Values: any JSON up to AURORA_MAX_VALUE_BYTES encoded,
-nested at most MAX_VALUE_DEPTH deep, finite numbers only.
+lone surrogates, with the same rule for '/' segments (a segment name holds no '/'). Keys are
+compared exactly as written (no case folding, no Unicode normalisation).
+
+Values: any JSON up to AURORA_MAX_VALUE_BYTES encoded, nested at most MAX_VALUE_DEPTH deep,
+finite numbers only.
 """
 
 from __future__ import annotations

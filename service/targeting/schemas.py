@@ -10,8 +10,8 @@ from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from database.models import KEY_LENGTH
 from service.schemas import (
-    SEGMENT_NAME_PATTERN,
     RULES_DOC,
+    SEGMENT_NAME_PATTERN,
     Body,
     ConstraintIn,
     Description,

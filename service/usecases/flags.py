@@ -7,7 +7,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from aurora_client.evaluation import evaluate
-from aurora_client.targeting import Limits, normalize_rules, validate_targeting
+from aurora_client.targeting import (
+    Limits,
+    normalize_rules,
+    normalize_variants,
+    validate_targeting,
+)
 from sqlalchemy.exc import IntegrityError
 
 from database.models import FeatureFlag, HistoryEntry
@@ -67,8 +72,7 @@ def _checked(
     sent = {name: changes[name] for name in TARGETING if name in changes}
     if not any(sent.values()):  # nothing sent, or empty lists: nothing to check
         return changes
-    rules = normalize_rules(sent["rules"]) if "rules" in sent else []
-    prerequisites = sent.get("prerequisites", [])
+    rules, prerequisites = sent.get("rules", []), sent.get("prerequisites", [])
     named = {name for rule in rules for name in rule.get("segments") or ()}
     segments = uow.segments.existing(env, named, for_update=True) if named else set()
     graph: dict[str, Sequence[str]] = {}
@@ -77,7 +81,6 @@ def _checked(
             f.flag_key: _parents(f.prerequisites)
             for f in uow.flags.in_environment(env, for_update=True)
         }
-        graph[key] = _parents(prerequisites)
     problems = validate_targeting(
         rules,
         sent.get("variants", []),
@@ -89,7 +92,12 @@ def _checked(
     )
     if problems:
         raise InvalidTargeting(problems)
-    return {**changes, "rules": rules} if "rules" in sent else changes
+    normalized = dict(changes)
+    if "rules" in sent:
+        normalized["rules"] = normalize_rules(rules)  # ids, rollout defaults, variant weights
+    if "variants" in sent:
+        normalized["variants"] = normalize_variants(sent["variants"])
+    return normalized
 
 
 def create(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aurora_client.targeting import Limits, validate_segment
+from aurora_client.targeting.validation import normalize_constraints
 from sqlalchemy.exc import IntegrityError
 
 from database.models import HistoryEntry, Segment
@@ -39,7 +40,7 @@ def _checked(constraints: list[dict[str, Any]], limits: Limits) -> list[dict[str
     problems = validate_segment(constraints, limits=limits)
     if problems:
         raise InvalidTargeting(problems)
-    return constraints
+    return normalize_constraints(constraints)
 
 
 def create(
@@ -54,7 +55,7 @@ def create(
     max_segments: int,
 ) -> Segment:
     actor.require_write(env)
-    _checked(constraints, limits or Limits())
+    constraints = _checked(constraints, limits or Limits())
     with uow:
         taken = f"segment {name!r} already exists in environment {env!r}"
         if uow.segments.get_by_name(env, name) is not None:
@@ -110,7 +111,10 @@ def update(
         segment = _get(uow, env, name, for_update=True)
         check_if_match(if_match, segment.version)
         if "constraints" in changes:
-            _checked(changes["constraints"], limits or Limits())
+            changes = {
+                **changes,
+                "constraints": _checked(changes["constraints"], limits or Limits()),
+            }
         if apply_update(uow, segment, changes, if_match=if_match, actor=actor):
             uow.commit()
         return segment

@@ -21,6 +21,7 @@ ADMIN_SECRET = "test-admin-secret-0123456789"
 C = "/api/v1/configurations"
 F = "/api/v1/feature-flags"
 S = "/api/v1/segments"
+IN_1 = {"context_name": "userId", "operator": "IN", "values": ["1"]}
 
 
 @pytest.fixture
@@ -56,7 +57,6 @@ def seed(client: TestClient, admin: str) -> dict[str, int]:
     h = {"Authorization": f"Bearer {admin}"}
     config = client.post(f"{C}/", json={"config_key": "k", "config_value": 1}, headers=h).json()
     flag = client.post(f"{F}/", json={"flag_key": "f", "is_enabled": True}, headers=h).json()
-    assert client.post(f"{S}/", json={"name": "s"}, headers=h).status_code == 201
     return {"config": config["id"], "flag": flag["id"]}
 
 
@@ -86,11 +86,11 @@ def matrix(ids: dict[str, int]) -> list[tuple[Any, ...]]:
         ("GET", f"{F}/{f}", None, "reader", "staging-reader", 404),
         ("PUT", f"{F}/{f}", {"rollout_percentage": 6}, "prod-writer", "reader"),
         ("GET", f"{F}/{f}/history", None, "reader", "staging-reader", 404),
-        ("PUT", f"{F}/rules/f", {"rules": [{"segments": ["s"]}]}, "prod-writer", "reader"),
+        ("PUT", f"{F}/rules/f", {"rules": [{"constraints": [IN_1]}]}, "prod-writer", "reader"),
         ("PUT", f"{F}/variants/f", {"variants": []}, "prod-writer", "staging-writer"),
         ("PUT", f"{F}/prerequisites/f", {"prerequisites": []}, "prod-writer", "reader"),
         ("DELETE", f"{F}/{f}", None, "prod-writer", "staging-writer", 404),
-        ("POST", f"{S}/", {"name": "t"}, "prod-writer", "staging-writer"),
+        ("POST", f"{S}/", {"name": "s"}, "prod-writer", "staging-writer"),
         ("GET", f"{S}/?environment=production", None, "reader", "staging-reader"),
         ("GET", f"{S}/s", None, "reader", "staging-reader"),
         ("PUT", f"{S}/s", {"description": "d"}, "prod-writer", "reader"),
