@@ -4,19 +4,23 @@ change event each write queues."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
 
 from database.engine import make_engine, make_sessions
 from database.uow import SqlUnitOfWork
 from service.app import create_app
+from service.errors import InUse
 from service.principal import ANONYMOUS
 from service.settings import Settings
-from service.usecases import segments
+from service.usecases import flags, segments
 
 API = "/api/v1/segments"
 FLAGS = "/api/v1/feature-flags"
@@ -213,3 +217,75 @@ def test_each_write_is_one_segment_change_event(database_url: str) -> None:
         )
     finally:
         engine.dispose()
+
+
+@pytest.mark.mariadb
+def test_a_delete_waits_for_a_rule_write_holding_the_segment_and_then_sees_it(
+    mariadb_url: str,
+) -> None:
+    """A flag write that names a segment holds it locked until it commits (flags._checked); a
+    delete of that segment waits for it, then finds the flag and refuses (409), instead of
+    deleting a segment a committed rule names. The rule write is played by hand here, so the
+    delete is seen waiting before it is let go."""
+    engine = make_engine(mariadb_url)
+    sessions = make_sessions(engine)
+    try:
+        segments.create(
+            SqlUnitOfWork(sessions),
+            env="production",
+            name="s",
+            description=None,
+            constraints=[],
+            actor=ANONYMOUS,
+            max_segments=10,
+        )
+        flags.create(
+            SqlUnitOfWork(sessions),
+            env="production",
+            key="f",
+            name="f",
+            description=None,
+            is_enabled=True,
+            rollout_percentage=100,
+            actor=ANONYMOUS,
+        )
+        with engine.connect() as writer, ThreadPoolExecutor(1) as pool:
+            writer.execute(text("SELECT id FROM segments WHERE name = 's' FOR UPDATE"))
+            writer.execute(
+                text("UPDATE feature_flags SET rules = :rules WHERE flag_key = 'f'"),
+                {"rules": '[{"id": "r1", "segments": ["s"]}]'},
+            )
+            deleting = pool.submit(
+                segments.delete,
+                SqlUnitOfWork(sessions),
+                "production",
+                "s",
+                if_match=None,
+                actor=ANONYMOUS,
+            )
+            wait_for_the_locked_read(engine)
+            assert not deleting.done()
+            writer.commit()
+            with pytest.raises(InUse) as refused:
+                deleting.result(timeout=30)
+        assert refused.value.flags == ["f"]
+    finally:
+        engine.dispose()
+
+
+def wait_for_the_locked_read(engine: Engine, within: float = 10.0) -> None:
+    """Until the delete's locking read of the segment is in flight (it cannot finish while the
+    rule write holds the row; MariaDB shows it in the processlist, in state 'Statistics')."""
+    deadline = time.monotonic() + within
+    with engine.connect() as probe:
+        while time.monotonic() < deadline:
+            waiting = probe.execute(
+                text(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND = 'Query'"
+                    " AND INFO LIKE '%FROM segments%FOR UPDATE' AND ID <> CONNECTION_ID()"
+                )
+            ).scalar()
+            if waiting:
+                return
+            time.sleep(0.01)
+    raise AssertionError("the delete never read the segment")
