@@ -14,7 +14,8 @@ import pytest
     [
         (
             "aurora_client.targeting",
-            "{'sqlalchemy', 'redis', 'pydantic', 'fastapi', 'starlette', 'database', 'cache', 'service'}",
+            "{'sqlalchemy', 'redis', 'pydantic', 'fastapi', 'starlette', 'database', 'cache', "
+            "'service'}",
         ),
         (
             "service.targeting.unleash",
