@@ -14,7 +14,7 @@ specification define them:
   extension, which the import of `applicationHostname` needs; an import clears the flag on
   Unleash's `IN`/`NOT_IN`, which ignore it) and `REGEX`.
 - A constraint Unleash's engine cannot compile (an unknown operator; a number, date or semver
-  value that does not parse) is *broken*: it makes its whole flag off for everyone, as yggdrasil
+  value that does not parse; `STR_*` or `IN_CIDR` without values) is *broken*: it makes its whole flag off for everyone, as yggdrasil
   does. A native write refuses it; only an import can store one. Two milder cases never match
   instead: a regex RE2 refuses (false, then `inverted` applies) and a semver value with a leading
   `v` (false even when inverted). Invalid `IN_CIDR` entries are ignored.
@@ -245,6 +245,9 @@ def compile_constraint(data: Mapping[str, Any]) -> Constraint:
         return Constraint(name, operator, values, value, inverted, folded, check, broken, never)
 
     if operator in LIST_OPERATORS:
+        if not values and operator not in ("IN", "NOT_IN"):
+            # Unleash's engine cannot compile an empty list here (IN/NOT_IN take one).
+            return build(_false, broken=f"{operator} needs at least one value")
         return build(_list_check(operator, name, values, inverted, folded))
     if operator not in VALUE_OPERATORS:
         return build(_false, broken=f"unknown operator {operator!r}")
