@@ -14,8 +14,9 @@ specification define them:
   extension, which the import of `applicationHostname` needs; an import clears the flag on
   Unleash's `IN`/`NOT_IN`, which ignore it) and `REGEX`.
 - A constraint Unleash's engine cannot compile (an unknown operator; a number, date or semver
-  value that does not parse; `STR_*` or `IN_CIDR` without values) is *broken*: it makes its whole flag off for everyone, as yggdrasil
-  does. A native write refuses it; only an import can store one. Two milder cases never match
+  value that does not parse; `STR_*` or `IN_CIDR` without values) is *broken*: it makes its
+  whole flag off for everyone, as yggdrasil does. A native write refuses it; only an import can
+  store one. Two milder cases never match
   instead: a regex RE2 refuses (false, then `inverted` applies) and a semver value with a leading
   `v` (false even when inverted). Invalid `IN_CIDR` entries are ignored.
 """
