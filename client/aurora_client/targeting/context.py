@@ -86,7 +86,7 @@ class Context(_Fields):
                 if text is not None:
                     properties[key] = text
         given = data.get("properties")
-        if given:
+        if given and (type(given) is dict or isinstance(given, Mapping)):
             for key, raw in given.items():
                 text = raw if type(raw) is str else as_text(raw)
                 if text is None:

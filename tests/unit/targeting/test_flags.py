@@ -69,6 +69,7 @@ def test_context_of_reads_the_json_shape() -> None:
     assert context.properties == {"country": "FR", "beta": "true", "ratio": "12", "tags": '["a"]'}
     assert context.value("gone") is None
     assert Context.of(None) == Context.of({}) == Context()
+    assert Context.of({"properties": ["not", "a", "mapping"]}).properties == {}
     assert Context(user_id="1").value("userId") == "1"
     assert Context.of({"userId": "1", "properties": {"a": "b"}}).to_dict() == {
         "userId": "1",
