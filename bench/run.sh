@@ -105,13 +105,13 @@ run_wrk() {
         printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[%s]==]\n' \
             "$body" > "$OUT/$name.lua"
         args+=(-s "$OUT/$name.lua")
-        code=$(curl -s -o "$OUT/probe-$name.txt" -w '%{http_code}' -X POST -H "$header" \
+        code=$(curl -sg -o "$OUT/probe-$name.txt" -w '%{http_code}' -X POST -H "$header" \
             -H 'content-type: application/json' -d "$body" "$url" || true)
     else
-        code=$(curl -s -o "$OUT/probe-$name.txt" -w '%{http_code}' -H "$header" "$url" || true)
+        code=$(curl -sg -o "$OUT/probe-$name.txt" -w '%{http_code}' -H "$header" "$url" || true)
     fi
     if [ "$code" != 200 ]; then
-        echo "not measured: it answered $code ($(head -c 200 "$OUT/probe-$name.txt" | tr -d '\n'))" > "$OUT/wrk-$name.skip"
+        echo "not measured: it answered $code ($(head -c 120 "$OUT/probe-$name.txt" | tr -d "\n|"))" > "$OUT/wrk-$name.skip"
         echo "bench: $name $(cat "$OUT/wrk-$name.skip")"
         return 0
     fi
@@ -139,7 +139,8 @@ if part http; then
     echo "bench: seeded $(cat "$OUT/aurora-seed.json")"
     if [ "$WITH_UNLEASH" = 1 ]; then
         "$PY" bench/targeted.py compare --url "http://127.0.0.1:$SERVICE_PORT" --token "$ADMIN_TOKEN" \
-            --unleash-url "$UNLEASH_URL" --targeted-token "$UNLEASH_TARGETED_TOKEN" > "$OUT/compare.json"
+            --unleash-url "$UNLEASH_URL" --targeted-token "$UNLEASH_TARGETED_TOKEN" \
+            --status "$OUT/aurora-seed.json" > "$OUT/compare.json"
         echo "bench: answers compared $(cat "$OUT/compare.json")"
     fi
     QUERY=$("$PY" -c 'import sys; sys.path.insert(0, "bench"); import targeted; print(targeted.AURORA_QUERY)')

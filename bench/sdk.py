@@ -6,6 +6,15 @@
   Unleash           - UnleashClient (PyPI) is_enabled on an equivalent locally cached flag
                       (gradual rollout 25 %, stickiness userId, bootstrapped; no server)
 
+Targeting (issue 10), both SDKs bootstrapped with the same state (bench/targeted.py: Aurora's
+format and Unleash's client features document, written from one definition):
+  targeted flag     is_enabled(key, context=...) on a flag with three constraints (IN on
+                    userId, STR_STARTS_WITH and NUM_GT on properties), a segment, two variants
+  baseline          a rule with no constraint: what a constraint's cost is measured from
+  SEMVER_GT, REGEX  a rule of one such constraint (cost = its figure minus the baseline)
+Both SDKs must give every one of 2,000 varied contexts the same answer and variant on these
+flags, or the comparison is reported void.
+
 Run through bench/run.sh (which installs UnleashClient into the bench virtualenv only).
 """
 
@@ -14,14 +23,35 @@ from __future__ import annotations
 import json
 import os
 import platform
+import random
 import sys
 import tempfile
 import timeit
+from pathlib import Path
+from typing import Any
 
 import mmh3
 from aurora_client import AuroraClient
 
+sys.path.insert(0, str(Path(__file__).parent))
+import targeted  # the targeting scenario's flags, in both formats
+
 REPEAT = 7
+# The targeting flags beside the benchmark's 100: a rule without constraints, and one constraint
+# of a costly operator each (on properties the shared context carries).
+EXTRA: dict[str, list[dict[str, Any]]] = {
+    "baseline": [],
+    "semver": [{"contextName": "version", "operator": "SEMVER_GT", "value": "2.0.0"}],
+    "regex": [{"contextName": "email", "operator": "REGEX", "value": r"^[a-z]+@example\.com$"}],
+}
+CONTEXT: dict[str, Any] = {
+    "userId": "123",
+    "properties": {
+        **targeted.CONTEXT["properties"],
+        "version": "2.3.1",
+        "email": "ann@example.com",
+    },
+}
 
 
 def ns_per_call(stmt: str, env: dict[str, object], number: int) -> float:
@@ -57,13 +87,14 @@ def aurora() -> AuroraClient:
     )
 
 
-def unleash(directory: str) -> object:
+def unleash(directory: str, document: dict[str, Any] | None = None) -> Any:
     from UnleashClient import UnleashClient
     from UnleashClient.cache import FileCache
 
     cache = FileCache("aurora-bench", directory=directory)
     cache.bootstrap_from_dict(
-        {
+        document
+        or {
             "version": 1,
             "features": [
                 {
@@ -93,6 +124,109 @@ def unleash(directory: str) -> object:
     )
     client.initialize_client(fetch_toggles=False)
     return client
+
+
+def extra_unleash() -> list[dict[str, Any]]:
+    return [
+        {
+            "name": key,
+            "enabled": True,
+            "strategies": [
+                {
+                    "name": "flexibleRollout",
+                    "parameters": {"rollout": "100", "stickiness": "default", "groupId": key},
+                    "constraints": constraints,
+                }
+            ],
+            "variants": [],
+        }
+        for key, constraints in EXTRA.items()
+    ]
+
+
+def extra_aurora() -> list[dict[str, Any]]:
+    return [
+        targeted.aurora_flag(key, constraints, segments=[], variants=[])
+        for key, constraints in EXTRA.items()
+    ]
+
+
+def contexts(count: int) -> list[dict[str, Any]]:
+    """Varied contexts: inside and outside each constraint (and with fields missing)."""
+    rng = random.Random(10)
+    found = []
+    for _ in range(count):
+        properties = {
+            "country": rng.choice(["DE", "AT", "CH", "FR", "DK", "de"]),
+            "appVersion": rng.choice(["1", "2", "2.5", "3", "10", "x"]),
+            "version": rng.choice(["1.9.9", "2.0.0", "2.0.1", "2.3.1-beta", "10.0.0", "bad"]),
+            "email": rng.choice(["ann@example.com", "Ann@example.com", "bob@example.org"]),
+        }
+        for name in list(properties):
+            if rng.random() < 0.1:
+                del properties[name]
+        context: dict[str, Any] = {"properties": properties}
+        if rng.random() < 0.95:
+            context["userId"] = str(rng.randrange(90, 160))
+        found.append(context)
+    return found
+
+
+def targeting(results: dict[str, float], directory: str) -> dict[str, Any]:
+    """ns per call for the targeting rows; returns what the report needs besides them."""
+    try:
+        from aurora_client.targeting import Context
+    except ImportError as error:
+        return {"skipped": f"not measured: aurora_client.targeting is missing ({error})"}
+    client = AuroraClient(
+        "http://127.0.0.1:9",  # never contacted
+        targeted.TARGETED_ENV,
+        bootstrap=targeted.aurora_state(extra_aurora()),
+    )
+    context = Context.of(CONTEXT)
+    try:
+        client.is_enabled("flag-000", context=context)  # type: ignore[call-arg]
+    except TypeError as error:
+        return {"skipped": f"not measured: AuroraClient.is_enabled takes no context ({error})"}
+    document = targeted.unleash_document(extra_unleash())
+    un = unleash(directory, document)
+    env: dict[str, Any] = {"client": client, "context": context, "un": un, "plain": CONTEXT}
+    rows = {"flag-000": "targeted flag", **{key: key for key in EXTRA}}
+    for key, name in rows.items():
+        results[f"AuroraClient.is_enabled {name}"] = ns_per_call(
+            f"client.is_enabled({key!r}, context=context)", env, 200_000
+        )
+        results[f"UnleashClient.is_enabled {name}"] = ns_per_call(
+            f"un.is_enabled({key!r}, plain)", env, 5_000
+        )
+    if hasattr(client, "get_variant"):
+        results["AuroraClient.get_variant targeted flag"] = ns_per_call(
+            "client.get_variant('flag-000', context=context)", env, 200_000
+        )
+        results["UnleashClient.get_variant targeted flag"] = ns_per_call(
+            "un.get_variant('flag-000', plain)", env, 5_000
+        )
+    # Same answers, or the comparison says nothing.
+    disagreements = []
+    for sample in contexts(2000):
+        ours_context = Context.of(sample)
+        for key in rows:
+            ours = client.is_enabled(key, context=ours_context)  # type: ignore[call-arg]
+            theirs = un.is_enabled(key, sample)
+            variant = None
+            if hasattr(client, "get_variant"):
+                mine = client.get_variant(key, context=ours_context).name
+                variant = (mine, un.get_variant(key, sample)["name"])
+            if ours != theirs or (variant and variant[0] != variant[1]):
+                disagreements.append({"flag": key, "context": sample, "aurora": [ours, variant]})
+    un.destroy()
+    enabled = client.is_enabled("flag-000", context=context)  # type: ignore[call-arg]
+    return {
+        "contexts": 2000,
+        "disagreements": len(disagreements),
+        "examples": disagreements[:3],
+        "enabled_for_bench_context": enabled,
+    }
 
 
 def main() -> None:
@@ -131,6 +265,7 @@ def main() -> None:
             for user in users
         )
         un.destroy()
+        targeting_run = targeting(results, directory)
     if not agree:
         raise SystemExit("Aurora and Unleash disagree on the cohort: the comparison is void")
     print(
@@ -141,6 +276,7 @@ def main() -> None:
                 "pid": os.getpid(),
                 "cohort_agreement_users": len(users),
                 "ns_per_call": results,
+                "targeting": targeting_run,
             }
         )
     )

@@ -330,6 +330,10 @@ def aurora_seed(args: argparse.Namespace) -> None:
 def compare(args: argparse.Namespace) -> None:
     """Both servers must answer alike for the benchmark's context, or the comparison is void:
     per flag, enabled and variant from POST /evaluate, enabled from the bulk GET."""
+    seeded = json.loads(Path(args.status).read_text()).get("targeted")
+    if seeded != FLAGS:
+        print(json.dumps({"flags": FLAGS, "skipped": f"not compared: {seeded}"}))
+        return
     unleash = frontend_toggles(args.unleash_url, args.targeted_token, UNLEASH_QUERY)
     expected = {
         key: (key in unleash, unleash[key]["variant"]["name"] if key in unleash else "disabled")
@@ -398,7 +402,7 @@ def main() -> None:
     for name in ("url", "token", "document", "status"):
         ours.add_argument(f"--{name}", required=True)
     both = commands.add_parser("compare")
-    for name in ("url", "token", "unleash-url", "targeted-token"):
+    for name in ("url", "token", "unleash-url", "targeted-token", "status"):
         both.add_argument(f"--{name}", required=True)
     commands.add_parser("body")
     commands.add_parser("document")
