@@ -476,6 +476,13 @@ def sdk_section(out: Path) -> list[str]:
         lines.append(
             f"| {label} | {ours:,.0f} | {theirs:,.0f} | {theirs / ours:.0f}× | {cost} | {theirs_cost} | {target} | {ok} |"
         )
+    if "AuroraClient.is_enabled targeted flag, dict context" in sdk:
+        ours = sdk["AuroraClient.is_enabled targeted flag, dict context"]
+        theirs = sdk["UnleashClient.is_enabled targeted flag"]
+        lines.append(
+            f"| the targeted flag, context passed as a dict (built into a `Context` per call) | {ours:,.0f} | "
+            f"{theirs:,.0f} | {theirs / ours:.0f}× | | | | |"
+        )
     if "AuroraClient.get_variant targeted flag" in sdk:
         ours, theirs = (
             sdk["AuroraClient.get_variant targeted flag"],

@@ -199,6 +199,9 @@ def targeting(results: dict[str, float], directory: str) -> dict[str, Any]:
         results[f"UnleashClient.is_enabled {name}"] = ns_per_call(
             f"un.is_enabled({key!r}, plain)", env, 5_000
         )
+    results["AuroraClient.is_enabled targeted flag, dict context"] = ns_per_call(
+        "client.is_enabled('flag-000', context=plain)", env, 100_000
+    )
     if hasattr(client, "get_variant"):
         results["AuroraClient.get_variant targeted flag"] = ns_per_call(
             "client.get_variant('flag-000', context=context)", env, 200_000
