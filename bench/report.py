@@ -443,63 +443,91 @@ def sdk_section(out: Path) -> list[str]:
     run = raw.get("targeting") or {"skipped": "not measured: this sdk.py predates targeting"}
     if "skipped" in run:
         return [*lines, f"Not measured: {run['skipped'].removeprefix('not measured: ')}.", ""]
-    void = run["disagreements"] > 0
+    client_missing = run.get("client_skipped")
+    void = run.get("disagreements", 0) > 0
     lines += [
-        "| flag | Aurora ns | UnleashClient ns | Aurora × faster | constraint's own cost, Aurora ns | "
-        "UnleashClient ns | target | |",
-        "|---|---|---|---|---|---|---|---|",
+        "The evaluation module's own figure (`aurora_client.targeting.is_enabled(flag, context, flags, "
+        "segments)`, no client around it) is the floor of the client's. A constraint's own cost is the "
+        "flag's figure minus the baseline's (a rule without constraints).",
+        "",
+        "| flag | AuroraClient ns | module ns | UnleashClient ns | AuroraClient × faster | "
+        "constraint's cost, Aurora ns | constraint's cost, UnleashClient ns | target | |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    base_ours = sdk["AuroraClient.is_enabled baseline"]
-    base_theirs = sdk["UnleashClient.is_enabled baseline"]
     labels = {
         "targeted flag": "targeted: 3 constraints, 1 segment, 2 variants",
         "baseline": "a rule without constraints (baseline)",
         "semver": "one `SEMVER_GT` constraint",
         "regex": "one `REGEX` constraint (RE2)",
     }
+
+    def ns(name: str) -> str:
+        return f"{sdk[name]:,.0f}" if name in sdk else "not measured"
+
+    def cost(name: str, base: str) -> str:
+        if name not in sdk or base not in sdk:
+            return "not measured"
+        difference = sdk[name] - sdk[base]
+        return f"{difference:,.0f}" if difference > 0 else "none measurable (within noise)"
+
     for name, label in labels.items():
-        ours, theirs = (
-            sdk[f"AuroraClient.is_enabled {name}"],
-            sdk[f"UnleashClient.is_enabled {name}"],
-        )
+        client, module = f"AuroraClient.is_enabled {name}", f"targeting.is_enabled {name}"
+        theirs = f"UnleashClient.is_enabled {name}"
+        times = f"{sdk[theirs] / sdk[client]:.0f}×" if client in sdk else "not measured"
         target = ok = ""
         if name == "targeted flag":
             target = "≤ 1,000 ns and ≥ 20× UnleashClient"
-            ok = (
-                "**void** (answers differ)"
-                if void
-                else verdict(ours <= 1000 and theirs / ours >= 20)
-            )
-        cost = theirs_cost = ""
+            if client not in sdk:
+                ok = "not measured"
+            elif void:
+                ok = "**void** (answers differ)"
+            else:
+                ok = verdict(sdk[client] <= 1000 and sdk[theirs] / sdk[client] >= 20)
+        own = theirs_cost = ""
         if name in ("semver", "regex"):
-            cost, theirs_cost = f"{ours - base_ours:,.0f}", f"{theirs - base_theirs:,.0f}"
+            mine = client if client in sdk else module
+            own = cost(mine, mine.replace(name, "baseline"))
+            if mine == module and own != "not measured":
+                own += " (module)"
+            theirs_cost = cost(theirs, "UnleashClient.is_enabled baseline")
         lines.append(
-            f"| {label} | {ours:,.0f} | {theirs:,.0f} | {theirs / ours:.0f}× | {cost} | {theirs_cost} | {target} | {ok} |"
+            f"| {label} | {ns(client)} | {ns(module)} | {ns(theirs)} | {times} | {own} | {theirs_cost} | "
+            f"{target} | {ok} |"
         )
-    if "AuroraClient.is_enabled targeted flag, dict context" in sdk:
-        ours = sdk["AuroraClient.is_enabled targeted flag, dict context"]
-        theirs = sdk["UnleashClient.is_enabled targeted flag"]
+    extra = (
+        (
+            "the targeted flag, context passed as a dict",
+            "AuroraClient.is_enabled targeted flag, dict context",
+            "UnleashClient.is_enabled targeted flag",
+        ),
+        (
+            "`get_variant` on the targeted flag",
+            "AuroraClient.get_variant targeted flag",
+            "UnleashClient.get_variant targeted flag",
+        ),
+    )
+    for label, ours, theirs in extra:
+        times = (
+            f"{sdk[theirs] / sdk[ours]:.0f}×" if ours in sdk and theirs in sdk else "not measured"
+        )
+        lines.append(f"| {label} | {ns(ours)} | | {ns(theirs)} | {times} | | | | |")
+    if "Context.of(dict)" in sdk:
         lines.append(
-            f"| the targeted flag, context passed as a dict (built into a `Context` per call) | {ours:,.0f} | "
-            f"{theirs:,.0f} | {theirs / ours:.0f}× | | | | |"
+            f"| `Context.of(dict)` alone (building the context) | | {ns('Context.of(dict)')} | | | | | | |"
         )
-    if "AuroraClient.get_variant targeted flag" in sdk:
-        ours, theirs = (
-            sdk["AuroraClient.get_variant targeted flag"],
-            sdk["UnleashClient.get_variant targeted flag"],
-        )
-        lines.append(
-            f"| `get_variant` on the targeted flag | {ours:,.0f} | {theirs:,.0f} | {theirs / ours:.0f}× | | | | |"
-        )
-    lines += [
-        "",
-        f"Same answers: over {run['contexts']:,} varied contexts (inside and outside each constraint, fields "
-        f"missing) on these four flags, Aurora's SDK and UnleashClient differ {run['disagreements']} times "
-        "(enabled and variant)"
-        + (f"; examples: `{json.dumps(run['examples'])}`" if void else "")
-        + f". For the benchmark's context the targeted flag is {'on' if run['enabled_for_bench_context'] else 'off'}.",
-        "",
-    ]
+    lines.append("")
+    if client_missing:
+        lines += [f"AuroraClient: {client_missing}.", ""]
+    else:
+        lines += [
+            f"Same answers: over {run['contexts']:,} varied contexts (inside and outside each constraint, "
+            f"fields missing) on these four flags, Aurora's SDK and UnleashClient differ {run['disagreements']} "
+            "times (enabled and variant)"
+            + (f"; examples: `{json.dumps(run['examples'])}`" if void else "")
+            + f". For the benchmark's context the targeted flag is "
+            f"{'on' if run['enabled_for_bench_context'] else 'off'}.",
+            "",
+        ]
     return lines
 
 

@@ -87,11 +87,13 @@ def aurora() -> AuroraClient:
     )
 
 
-def unleash(directory: str, document: dict[str, Any] | None = None) -> Any:
+def unleash(
+    directory: str, document: dict[str, Any] | None = None, name: str = "aurora-bench"
+) -> Any:
     from UnleashClient import UnleashClient
     from UnleashClient.cache import FileCache
 
-    cache = FileCache("aurora-bench", directory=directory)
+    cache = FileCache(name, directory=directory)
     cache.bootstrap_from_dict(
         document
         or {
@@ -116,7 +118,7 @@ def unleash(directory: str, document: dict[str, Any] | None = None) -> Any:
     )
     client = UnleashClient(
         "http://127.0.0.1:9",
-        "aurora-bench",
+        name,
         cache=cache,
         disable_metrics=True,
         disable_registration=True,
@@ -172,12 +174,50 @@ def contexts(count: int) -> list[dict[str, Any]]:
     return found
 
 
+def engine(results: dict[str, float]) -> str | None:
+    """The evaluation module alone (no client around it): the floor of the client's figures."""
+    try:
+        from aurora_client.targeting import Context, Flag, Segment, is_enabled
+    except ImportError as error:
+        return f"not measured: aurora_client.targeting is missing ({error})"
+    state = targeted.aurora_state(extra_aurora())
+    flags = {item["flag_key"]: Flag.of(item) for item in state["flags"]}
+    segments = {item["name"]: Segment.of(item) for item in state["segments"]}
+    env: dict[str, Any] = {
+        "is_enabled": is_enabled,
+        "flags": flags,
+        "segments": segments,
+        "context": Context.of(CONTEXT),
+        "Context": Context,
+        "raw": CONTEXT,
+    }
+    for key, name in {"flag-000": "targeted flag", **{key: key for key in EXTRA}}.items():
+        env["flag"] = flags[key]
+        results[f"targeting.is_enabled {name}"] = ns_per_call(
+            "is_enabled(flag, context, flags, segments)", env, 200_000
+        )
+    results["Context.of(dict)"] = ns_per_call("Context.of(raw)", env, 200_000)
+    return None
+
+
 def targeting(results: dict[str, float], directory: str) -> dict[str, Any]:
     """ns per call for the targeting rows; returns what the report needs besides them."""
-    try:
-        from aurora_client.targeting import Context
-    except ImportError as error:
-        return {"skipped": f"not measured: aurora_client.targeting is missing ({error})"}
+    skipped = engine(results)
+    if skipped:
+        return {"skipped": skipped}
+    from aurora_client.targeting import Context
+
+    document = targeted.unleash_document(extra_unleash())
+    un = unleash(directory, document, "aurora-bench-targeting")
+    rows = {"flag-000": "targeted flag", **{key: key for key in EXTRA}}
+    env: dict[str, Any] = {"un": un, "plain": CONTEXT}
+    for key, name in rows.items():
+        results[f"UnleashClient.is_enabled {name}"] = ns_per_call(
+            f"un.is_enabled({key!r}, plain)", env, 5_000
+        )
+    results["UnleashClient.get_variant targeted flag"] = ns_per_call(
+        "un.get_variant('flag-000', plain)", env, 5_000
+    )
     client = AuroraClient(
         "http://127.0.0.1:9",  # never contacted
         targeted.TARGETED_ENV,
@@ -187,28 +227,21 @@ def targeting(results: dict[str, float], directory: str) -> dict[str, Any]:
     try:
         client.is_enabled("flag-000", context=context)  # type: ignore[call-arg]
     except TypeError as error:
-        return {"skipped": f"not measured: AuroraClient.is_enabled takes no context ({error})"}
-    document = targeted.unleash_document(extra_unleash())
-    un = unleash(directory, document)
-    env: dict[str, Any] = {"client": client, "context": context, "un": un, "plain": CONTEXT}
-    rows = {"flag-000": "targeted flag", **{key: key for key in EXTRA}}
+        un.destroy()
+        return {
+            "client_skipped": f"not measured: AuroraClient.is_enabled takes no context yet ({error})"
+        }
+    env.update(client=client, context=context)
     for key, name in rows.items():
         results[f"AuroraClient.is_enabled {name}"] = ns_per_call(
             f"client.is_enabled({key!r}, context=context)", env, 200_000
         )
-        results[f"UnleashClient.is_enabled {name}"] = ns_per_call(
-            f"un.is_enabled({key!r}, plain)", env, 5_000
-        )
     results["AuroraClient.is_enabled targeted flag, dict context"] = ns_per_call(
         "client.is_enabled('flag-000', context=plain)", env, 100_000
     )
-    if hasattr(client, "get_variant"):
-        results["AuroraClient.get_variant targeted flag"] = ns_per_call(
-            "client.get_variant('flag-000', context=context)", env, 200_000
-        )
-        results["UnleashClient.get_variant targeted flag"] = ns_per_call(
-            "un.get_variant('flag-000', plain)", env, 5_000
-        )
+    results["AuroraClient.get_variant targeted flag"] = ns_per_call(
+        "client.get_variant('flag-000', context=context)", env, 200_000
+    )
     # Same answers, or the comparison says nothing.
     disagreements = []
     for sample in contexts(2000):
@@ -216,12 +249,17 @@ def targeting(results: dict[str, float], directory: str) -> dict[str, Any]:
         for key in rows:
             ours = client.is_enabled(key, context=ours_context)  # type: ignore[call-arg]
             theirs = un.is_enabled(key, sample)
-            variant = None
-            if hasattr(client, "get_variant"):
-                mine = client.get_variant(key, context=ours_context).name
-                variant = (mine, un.get_variant(key, sample)["name"])
-            if ours != theirs or (variant and variant[0] != variant[1]):
-                disagreements.append({"flag": key, "context": sample, "aurora": [ours, variant]})
+            mine = client.get_variant(key, context=ours_context).name  # type: ignore[attr-defined]
+            other = un.get_variant(key, sample)["name"]
+            if ours != theirs or mine != other:
+                disagreements.append(
+                    {
+                        "flag": key,
+                        "context": sample,
+                        "aurora": [ours, mine],
+                        "unleash": [theirs, other],
+                    }
+                )
     un.destroy()
     enabled = client.is_enabled("flag-000", context=context)  # type: ignore[call-arg]
     return {
