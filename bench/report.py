@@ -518,16 +518,15 @@ def sdk_section(out: Path) -> list[str]:
     lines.append("")
     if client_missing:
         lines += [f"AuroraClient: {client_missing}.", ""]
-    else:
-        lines += [
-            f"Same answers: over {run['contexts']:,} varied contexts (inside and outside each constraint, "
-            f"fields missing) on these four flags, Aurora's SDK and UnleashClient differ {run['disagreements']} "
-            "times (enabled and variant)"
-            + (f"; examples: `{json.dumps(run['examples'])}`" if void else "")
-            + f". For the benchmark's context the targeted flag is "
-            f"{'on' if run['enabled_for_bench_context'] else 'off'}.",
-            "",
-        ]
+    lines += [
+        f"Same answers (through {run['compared_through']}): over {run['contexts']:,} varied contexts (inside and outside each constraint, "
+        f"fields missing) on these four flags, Aurora and UnleashClient differ {run['disagreements']} "
+        "times (enabled and variant)"
+        + (f"; examples: `{json.dumps(run['examples'])}`" if void else "")
+        + f". For the benchmark's context the targeted flag is "
+        f"{'on' if run['enabled_for_bench_context'] else 'off'}.",
+        "",
+    ]
     return lines
 
 
