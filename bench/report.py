@@ -251,6 +251,8 @@ def peer_section(out: Path, row: dict[str, Measured | str]) -> list[str]:
         else "?"
     )
     compare = read_json(out / "compare.json")
+    seeded = read_json(out / "aurora-seed.json") or {}
+    via = seeded.get("targeted_via", "not written: " + str(seeded.get("targeted")))
     lines = [
         "## 100 flags for one context, against Unleash OSS 8.2.0 (same run, same machine)",
         "",
@@ -260,8 +262,7 @@ def peer_section(out: Path, row: dict[str, Measured | str]) -> list[str]:
         "`development` environment holds the plain strategy (flexibleRollout 100 %), its `production` "
         "environment the targeted one (flexibleRollout 100 % with the three constraints, the segment and "
         "the two variants); one frontend token per environment. Aurora holds the same flags in two "
-        "environments, `plain` (created natively) and `targeted` (imported from Unleash's own client "
-        "features document through `POST /import/unleash`). "
+        f"environments, `plain` (created natively) and `targeted` (written through {via}). "
         + ("" if seed else "Unleash was left out of this run (BENCH_UNLEASH=0). "),
         "",
         "| endpoint | req/s | × Unleash | p50 ms | p99 ms | p99 ÷ Unleash p99 | target | |",

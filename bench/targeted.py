@@ -303,25 +303,54 @@ def aurora_seed(args: argparse.Namespace) -> None:
     status: dict[str, Any] = {"plain": FLAGS}
     document = json.loads(Path(args.document).read_text())
     try:
-        _, answer = call(
+        call(
             "POST",
             f"{api}/import/unleash?environment={TARGETED_ENV}&dry_run=false",
             auth,
             document,
         )
+        status["targeted_via"] = "POST /api/v1/import/unleash (Unleash's client features document)"
     except HTTPFailure as failure:
         if failure.status not in {404, 405}:
             raise
-        status["targeted"] = "not measured: POST /api/v1/import/unleash is not on this branch"
-    else:
+        # No import on this branch: the same flags written natively (docs/TARGETING.md).
+        try:
+            native_targeted(api, auth)
+        except HTTPFailure as native:
+            if native.status not in {404, 405, 422}:
+                raise
+            status["targeted"] = (
+                "not measured: neither POST /api/v1/import/unleash nor native rule writes "
+                f"are on this branch ({native})"
+            )
+        else:
+            status["targeted_via"] = "native writes (POST /segments, POST /feature-flags/)"
+    if "targeted" not in status:
         poll(
             "Aurora's targeted flags",
             lambda: len(bulk(TARGETED_ENV, "user_id=123")) == FLAGS,
         )
         status["targeted"] = FLAGS
-        status["import"] = {k: v for k, v in answer.items() if k != "flags"} if answer else None
     Path(args.status).write_text(json.dumps(status))
     print(json.dumps(status))
+
+
+def native_targeted(api: str, auth: dict[str, str]) -> None:
+    state = aurora_state()
+    for segment in state["segments"]:
+        call(
+            "POST",
+            f"{api}/segments/",
+            auth,
+            {k: segment[k] for k in ("name", "description", "environment", "constraints")},
+        )
+    for flag in state["flags"]:
+        body = {k: v for k, v in flag.items() if k != "version"}
+        _, written = call("POST", f"{api}/feature-flags/", auth, body)
+        if not written.get("rules"):  # a server that ignores the field wrote a plain flag
+            raise HTTPFailure(
+                422, f"{api}/feature-flags/", "the flag was written without its rules"
+            )
 
 
 # --- compare ------------------------------------------------------------------------------------
