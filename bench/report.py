@@ -531,6 +531,11 @@ def sdk_section(out: Path) -> list[str]:
     return lines
 
 
+def load(out: Path, when: str) -> str:
+    path = out / f"load-{when}.txt"
+    return path.read_text().strip().replace(" ", ", ") if path.exists() else "not recorded"
+
+
 def main() -> None:
     out = Path(sys.argv[1])
     duration = (
@@ -546,6 +551,8 @@ def main() -> None:
         "the machine.",
         "The service ran production-shaped: MariaDB, Redis, authentication on (a bearer token on every request), "
         "logs at WARNING.",
+        f"Load average (1, 5, 15 min) when the run began: {load(out, 'before')}; when it ended: {load(out, 'after')} "
+        f"(the machine has {os.cpu_count()} cores; a load above that means other work shared them).",
         "",
         *http_section(out),
         *sse_section(out),

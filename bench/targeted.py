@@ -20,6 +20,7 @@ Subcommands (stdlib only; bench/run.sh drives them):
   compare        evaluate the targeted flags for CONTEXT on both servers and compare the answers
   body           print the evaluate body: {"environment": "targeted", "context": CONTEXT}
   document       print unleash_document() (the import's input when Unleash is left out)
+  expect         check a probe's answer for the benchmark's context (exit 1 if wrong)
 """
 
 from __future__ import annotations
@@ -412,6 +413,30 @@ def compare(args: argparse.Namespace) -> None:
 # --- body, document -----------------------------------------------------------------------------
 
 
+def expect(args: argparse.Namespace) -> None:
+    """Exit 1 (saying why) unless a probe's answer is what the benchmark's context must get: a
+    row that measures wrong answers is not measured at all."""
+    answer = json.loads(Path(args.file).read_text())
+    problems = {
+        "check-targeted": lambda: answer.get("enabled") is not True,
+        "evaluate-post": lambda: (
+            answer.get("enabled") is not True or answer["variant"]["name"] not in {"blue", "green"}
+        ),
+        "evaluate-all": lambda: (
+            sorted(k for k, v in answer["flags"].items() if v["enabled"]) != KEYS
+        ),
+        "bulk-targeted": lambda: sorted(k for k, v in answer.items() if v is True) != KEYS,
+        "bulk-plain": lambda: sorted(k for k, v in answer.items() if v is True) != KEYS,
+        "unleash-targeted": lambda: sorted(t["name"] for t in answer["toggles"]) != KEYS,
+        "unleash-plain": lambda: sorted(t["name"] for t in answer["toggles"]) != KEYS,
+    }
+    if args.name in problems and problems[args.name]():
+        print(
+            f"not measured: a wrong answer for the benchmark's context: {json.dumps(answer)[:100]}"
+        )
+        raise SystemExit(1)
+
+
 def body(_args: argparse.Namespace) -> None:
     print(json.dumps({"environment": TARGETED_ENV, "context": CONTEXT}, separators=(",", ":")))
 
@@ -433,11 +458,14 @@ def main() -> None:
     both = commands.add_parser("compare")
     for name in ("url", "token", "unleash-url", "targeted-token", "status"):
         both.add_argument(f"--{name}", required=True)
+    check = commands.add_parser("expect")
+    check.add_argument("name")
+    check.add_argument("file")
     commands.add_parser("body")
     commands.add_parser("document")
     args = parser.parse_args()
     handlers = {"unleash-seed": unleash_seed, "aurora-seed": aurora_seed, "compare": compare}
-    handlers |= {"body": body, "document": document}
+    handlers |= {"body": body, "document": document, "expect": expect}
     handlers[args.command](args)
 
 
