@@ -498,10 +498,31 @@ def _variants_random(
     return len(variants) > 1 and _seed(stickiness, ctx) is None
 
 
-def _flag_random(feature: Mapping[str, Any], ctx: Mapping[str, Any]) -> tuple[bool, bool]:
+def _clock_dependent(
+    strategy: Mapping[str, Any], segments: Mapping[int, Any], ctx: Mapping[str, Any]
+) -> bool:
+    """UnleashClient fills a missing currentTime with the time of the call, for every operator
+    (ours only for ordered comparisons): a string, list or regex constraint on it then depends
+    on the clock's digits. Left out, and reported to the lead as a divergence on its own."""
+    if "currentTime" in ctx:
+        return False
+    constraints = list(strategy.get("constraints") or [])
+    for sid in strategy.get("segments") or []:
+        constraints += (segments.get(sid) or {}).get("constraints") or []
+    return any(
+        c.get("contextName") == "currentTime" and c.get("operator") in (*OPERATORS_LIST, "REGEX")
+        for c in constraints
+    )
+
+
+def _flag_random(
+    feature: Mapping[str, Any], ctx: Mapping[str, Any], segments: Mapping[int, Any]
+) -> tuple[bool, bool]:
     """(enabled is random, variant is random) for this flag alone."""
     strategies = feature.get("strategies") or []
-    enabled = any(_strategy_random(s, ctx) for s in strategies)
+    enabled = any(
+        _strategy_random(s, ctx) or _clock_dependent(s, segments, ctx) for s in strategies
+    )
     variant = any(
         _variants_random(
             s.get("variants") or [], (s.get("parameters") or {}).get("stickiness"), ctx
@@ -521,11 +542,12 @@ def random_dependent(document: Document, name: str, ctx: Mapping[str, Any]) -> t
     a parent whose answer or variant may be random taints its children entirely.
     """
     by_name = {f["name"]: f for f in document["features"]}
+    segments = {s["id"]: s for s in document.get("segments") or []}
     feature = by_name[name]
-    enabled, variant = _flag_random(feature, ctx)
+    enabled, variant = _flag_random(feature, ctx, segments)
     for dep in feature.get("dependencies") or []:
         parent = by_name.get(dep["feature"])
-        if parent is not None and any(_flag_random(parent, ctx)):
+        if parent is not None and any(_flag_random(parent, ctx, segments)):
             enabled = True
     return enabled, enabled or variant
 

@@ -10,6 +10,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from aurora_client.targeting import Context, Flag, Segment, evaluate
+
+from service.targeting.unleash import convert
 from tests.differential.generator import Document, UnleashContext, random_dependent
 from tests.differential.oracle import Unleash
 
@@ -21,16 +24,11 @@ class Ours:
     evaluated by the one evaluation module the server and the SDK share."""
 
     def __init__(self, document: Document) -> None:
-        from aurora_client.targeting import Flag, Segment  # noqa: PLC0415 (lands in parallel)
-        from service.targeting.unleash import convert  # noqa: PLC0415
-
         conversion = convert(document)
         self.segments = {s["name"]: Segment.of({**s, "version": 1}) for s in conversion.segments}
         self.flags = {f["flag_key"]: Flag.of({**f, "version": 1}) for f in conversion.flags}
 
     def answer(self, name: str, context: UnleashContext) -> Answer:
-        from aurora_client.targeting import Context, evaluate  # noqa: PLC0415
-
         result = evaluate(self.flags[name], Context.of(context), self.flags, self.segments)
         return result.enabled, result.variant.to_dict()
 
@@ -107,7 +105,20 @@ def check(document: Document, name: str, context: UnleashContext) -> Disagreemen
     return None
 
 
+def _weighable(document: Document) -> bool:
+    """Every variant list has a positive total weight (UnleashClient's engine panics on 0)."""
+    lists = [f.get("variants") or [] for f in document["features"]]
+    lists += [
+        s.get("variants") or [] for f in document["features"] for s in f.get("strategies") or []
+    ]
+    return all(sum(v.get("weight", 0) for v in variants) > 0 for variants in lists if variants)
+
+
 def _candidates(document: Document, name: str) -> Iterator[Document]:
+    return (d for d in _all_candidates(document, name) if _weighable(d))
+
+
+def _all_candidates(document: Document, name: str) -> Iterator[Document]:
     """Smaller documents: one feature, strategy, constraint, segment, variant, override,
     dependency or parameter less (each probed; the first that still disagrees is kept)."""
     features = document["features"]

@@ -52,19 +52,20 @@ class Context(NamedTuple):
 
     @classmethod
     def of(cls, data: Mapping[str, Any] | None) -> Context:
-        """From the JSON shape of docs/TARGETING.md. Unknown top-level keys are properties (an
-        explicit `properties` entry wins), as in Unleash's SDKs; None means absent."""
+        """From the JSON shape of docs/TARGETING.md. Unknown top-level keys are properties, and
+        win over a `properties` entry of the same name, as UnleashClient answers (its engine
+        reads both; the differential test checks it); None means absent."""
         if not data:
             return _EMPTY_CONTEXT
         properties: dict[str, str] = {}
-        for key, raw in data.items():
-            if key not in STANDARD_FIELDS and key != "properties":
-                text = as_text(raw)
-                if text is not None:
-                    properties[key] = text
         given = data.get("properties")
         if isinstance(given, Mapping):
             for key, raw in given.items():
+                text = as_text(raw)
+                if text is not None:
+                    properties[key] = text
+        for key, raw in data.items():
+            if key not in STANDARD_FIELDS and key != "properties":
                 text = as_text(raw)
                 if text is None:
                     properties.pop(key, None)
