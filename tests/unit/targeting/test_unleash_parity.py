@@ -16,7 +16,7 @@ def constraint(operator: str, **fields: Any) -> dict[str, Any]:
 
 def holds(data: dict[str, Any], value: str | None) -> bool:
     props = {} if value is None else {"v": value}
-    return compile_constraint(data).check(Context.of({"properties": props}))
+    return compile_constraint(data).check(Context.of({"properties": props}).fields)
 
 
 @pytest.mark.parametrize(
