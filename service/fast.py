@@ -21,6 +21,7 @@ from sse_starlette import EventSourceResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cache.stream import StreamUnavailable
+from service.context import query_properties
 from service.deps import Rules
 from service.errors import AuroraError
 from service.etag import format_etag
@@ -121,9 +122,11 @@ class FastReads:
         user_id = query.get("user_id")
         if user_id is not None and not 0 < len(user_id) <= USER_ID_LENGTH:
             return None
-        # scope["path"] is already percent-decoded, as the router sees it.
-        found = await reads.evaluate(environment, check_key(raw_key), user_id)
-        return (b'{"enabled":true}' if found.result.enabled else b'{"enabled":false}'), [JSON]
+        # scope["path"] is already percent-decoded (UTF-8), as the router sees it; query names
+        # and values too (parse_qsl), `properties[NAME]=VALUE` included.
+        properties = query_properties(query.items())
+        enabled = await reads.check(environment, check_key(raw_key), user_id, properties)
+        return (b'{"enabled":true}' if enabled else b'{"enabled":false}'), [JSON]
 
     @staticmethod
     async def _value(
