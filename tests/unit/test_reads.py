@@ -312,3 +312,24 @@ async def test_a_flag_that_cannot_be_compiled_answers_error_and_off(
         "INVALID_FLAG",
     )
     assert (await reads.evaluate(ENV, "t", "7", DE)).result.reason.value == "ROLLOUT_OUT"
+
+
+def test_query_properties_take_unleash_frontend_parameters() -> None:
+    from service.context import query_properties  # noqa: PLC0415
+    from service.errors import InvalidInput, PayloadTooLarge  # noqa: PLC0415
+
+    pairs = [
+        ("user_id", "7"),
+        ("properties[country]", "DE"),
+        ("properties[Hellø|🚀]", "ø"),
+        ("properties[country]", "AT"),  # repeated: the last one counts
+        ("properties", "x"),
+        ("propertiesX]", "x"),
+    ]
+    assert query_properties(pairs, "7") == {"country": "AT", "Hellø|🚀": "ø"}
+    assert query_properties([("user_id", "7")], "7") is None
+    with pytest.raises(InvalidInput):
+        query_properties([("properties[]", "x")])
+    with pytest.raises(PayloadTooLarge, match="AURORA_MAX_CONTEXT_BYTES"):
+        query_properties([("properties[a]", "x" * 100)], "7", limit=100)
+    assert query_properties([("properties[a]", "x" * 50)], "7", limit=100) == {"a": "x" * 50}
