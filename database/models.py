@@ -58,6 +58,20 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
+
+BINARY_COLLATION = "utf8mb4_bin"
+
+
+def identifier(length: int) -> TypeEngine[str]:
+    """A key, name or scope column: compared byte for byte. MySQL's and MariaDB's default
+    utf8mb4 collation is case- and accent-insensitive and holds every emoji equal, so "Flag"
+    and "flag", or two different emoji keys, would be one item there (issue 10); SQLite and
+    TiDB compare binary by default."""
+    return String(length).with_variant(
+        mysql.VARCHAR(length, collation=BINARY_COLLATION), "mysql", "mariadb"
+    )
+
+
 # BIGINT AUTO_INCREMENT on MySQL/TiDB; SQLite only auto-increments INTEGER PRIMARY KEY.
 Id = BigInteger().with_variant(Integer(), "sqlite")
 # Microsecond timestamps (MySQL's bare DATETIME drops fractions), stored as naive UTC.
@@ -107,6 +121,10 @@ def json_column(*, none_as_null: bool) -> TypeEngine[Any]:
 
 Json = json_column(none_as_null=False)  # a JSON null value is stored as 'null', not SQL NULL
 NullableJson = json_column(none_as_null=True)  # None is SQL NULL (no state: created/deleted)
+
+
+def _empty_list() -> list[Any]:
+    return []
 
 
 def utcnow() -> datetime:
@@ -163,10 +181,10 @@ class Configuration(Versioned, Base):
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    config_key: Mapped[str] = mapped_column(String(KEY_LENGTH))
-    environment: Mapped[str] = mapped_column(String(ENVIRONMENT_LENGTH))
-    service_name: Mapped[str | None] = mapped_column(String(SERVICE_LENGTH))
-    service_scope: Mapped[str] = mapped_column(String(SERVICE_LENGTH))
+    config_key: Mapped[str] = mapped_column(identifier(KEY_LENGTH))
+    environment: Mapped[str] = mapped_column(identifier(ENVIRONMENT_LENGTH))
+    service_name: Mapped[str | None] = mapped_column(identifier(SERVICE_LENGTH))
+    service_scope: Mapped[str] = mapped_column(identifier(SERVICE_LENGTH))
     config_value: Mapped[Any] = mapped_column(Json)
     description: Mapped[str | None] = mapped_column(String(DESCRIPTION_LENGTH))
 
@@ -200,12 +218,17 @@ class FeatureFlag(Versioned, Base):
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    flag_key: Mapped[str] = mapped_column(String(KEY_LENGTH))
+    flag_key: Mapped[str] = mapped_column(identifier(KEY_LENGTH))
     flag_name: Mapped[str] = mapped_column(String(KEY_LENGTH))
     description: Mapped[str | None] = mapped_column(String(DESCRIPTION_LENGTH))
-    environment: Mapped[str] = mapped_column(String(ENVIRONMENT_LENGTH))
+    environment: Mapped[str] = mapped_column(identifier(ENVIRONMENT_LENGTH))
     is_enabled: Mapped[bool] = mapped_column(Boolean)
     rollout_percentage: Mapped[int] = mapped_column(SmallInteger)
+    # Targeting (issue 10, docs/TARGETING.md): JSON lists, [] for a flag without (as every flag
+    # written before migration 0006 is: it evaluates exactly as before).
+    rules: Mapped[Any] = mapped_column(Json, default=_empty_list)
+    variants: Mapped[Any] = mapped_column(Json, default=_empty_list)
+    prerequisites: Mapped[Any] = mapped_column(Json, default=_empty_list)
 
     def to_state(self) -> FlagState:
         return FlagState(
@@ -225,12 +248,53 @@ class FeatureFlag(Versioned, Base):
             "environment": self.environment,
             "is_enabled": self.is_enabled,
             "rollout_percentage": self.rollout_percentage,
+            "rules": self.rules,
+            "variants": self.variants,
+            "prerequisites": self.prerequisites,
+            **self.audit(),
+        }
+
+    def segment_names(self) -> set[str]:
+        """The segments this flag's rules refer to."""
+        return {
+            name
+            for rule in self.rules or ()
+            if isinstance(rule, dict)
+            for name in rule.get("segments") or ()
+            if isinstance(name, str)
+        }
+
+
+class Segment(Versioned, Base):
+    """A named set of constraints of one environment, referenced by name from flags' rules
+    (issue 10). A change of it is one change event (kind 'segment', key its name)."""
+
+    __tablename__ = "segments"
+    __table_args__ = (
+        UniqueConstraint("environment", "name"),
+        TABLE_OPTIONS,
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(identifier(KEY_LENGTH))
+    environment: Mapped[str] = mapped_column(identifier(ENVIRONMENT_LENGTH))
+    description: Mapped[str | None] = mapped_column(String(DESCRIPTION_LENGTH))
+    constraints: Mapped[Any] = mapped_column(Json, default=_empty_list)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "environment": self.environment,
+            "description": self.description,
+            "constraints": self.constraints,
             **self.audit(),
         }
 
 
 class HistoryEntry(Base):
-    """One audit record per create, update and delete of a configuration or a flag.
+    """One audit record per create, update and delete of a configuration, a flag or a segment
+    (whose name is its item_key).
 
     It names the item by kind, environment, scope and key as well as by id, so it outlives the
     item, and versions continue across a delete and re-create of the same key.
@@ -255,12 +319,12 @@ class HistoryEntry(Base):
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    item_kind: Mapped[str] = mapped_column(String(16))  # 'config' | 'flag'
+    item_kind: Mapped[str] = mapped_column(String(16))  # 'config' | 'flag' | 'segment'
     item_id: Mapped[int] = mapped_column(BigInteger)
-    item_key: Mapped[str] = mapped_column(String(KEY_LENGTH))
-    environment: Mapped[str] = mapped_column(String(ENVIRONMENT_LENGTH))
-    service_name: Mapped[str | None] = mapped_column(String(SERVICE_LENGTH))
-    service_scope: Mapped[str] = mapped_column(String(SERVICE_LENGTH))
+    item_key: Mapped[str] = mapped_column(identifier(KEY_LENGTH))
+    environment: Mapped[str] = mapped_column(identifier(ENVIRONMENT_LENGTH))
+    service_name: Mapped[str | None] = mapped_column(identifier(SERVICE_LENGTH))
+    service_scope: Mapped[str] = mapped_column(identifier(SERVICE_LENGTH))
     action: Mapped[str] = mapped_column(String(16))  # 'create' | 'update' | 'delete'
     version: Mapped[int] = mapped_column(Integer)
     old_state: Mapped[Any] = mapped_column(NullableJson, nullable=True)
@@ -284,7 +348,7 @@ class OutboxEntry(Base):
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    environment: Mapped[str] = mapped_column(String(ENVIRONMENT_LENGTH))
+    environment: Mapped[str] = mapped_column(identifier(ENVIRONMENT_LENGTH))
     event: Mapped[Any] = mapped_column(Json)  # aurora_client.events.ChangeEvent.to_dict()
     created_at: Mapped[datetime] = mapped_column(Timestamp)
     # The change's place in its environment's committed sequence (ChangeSequence): the shard of
@@ -310,7 +374,7 @@ class ChangeSequence(Base):
     __tablename__ = "change_sequences"
     __table_args__ = (TABLE_OPTIONS,)
 
-    environment: Mapped[str] = mapped_column(String(ENVIRONMENT_LENGTH), primary_key=True)
+    environment: Mapped[str] = mapped_column(identifier(ENVIRONMENT_LENGTH), primary_key=True)
     shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
     last_sequence: Mapped[int] = mapped_column(BigInteger)
 
@@ -327,7 +391,7 @@ class ApiToken(Base):
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    name: Mapped[str] = mapped_column(identifier(ACTOR_LENGTH))
     token_hash: Mapped[str] = mapped_column(String(64))
     scopes: Mapped[Any] = mapped_column(Json)  # list of scope strings
     created_at: Mapped[datetime] = mapped_column(Timestamp)

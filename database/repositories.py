@@ -18,11 +18,13 @@ from database.models import (
     FeatureFlag,
     HistoryEntry,
     OutboxEntry,
+    Segment,
     scope_of,
     utcnow,
 )
 
-ItemKind = Literal["config", "flag"]
+ItemKind = Literal["config", "flag", "segment"]
+ITEM_KINDS: tuple[ItemKind, ...] = ("config", "flag", "segment")
 
 #: Shards of each environment's committed sequence (see ChangeSequence). Changing it is safe:
 #: a shard is named by each outbox row and each Redis record, not derived again later.
@@ -45,12 +47,20 @@ _ADVANCE_SQLITE = text(
 
 
 def sequence_shard(event: dict[str, Any]) -> int:
-    """The shard of a change: by its item, so the changes of one item stay in one shard."""
+    """The shard of a change: by its item (kind included: a segment and a flag of one name are
+    two items), so the changes of one item stay in one shard."""
     item = f"{event.get('kind')}|{event.get('service_name') or ''}|{event.get('key')}"
     return zlib.crc32(item.encode()) % SEQUENCE_SHARDS
 
 
 Action = Literal["create", "update", "delete"]
+
+
+def _kind(stored: str) -> ItemKind:
+    for kind in ITEM_KINDS:
+        if kind == stored:
+            return kind
+    raise ValueError(f"unknown history item kind {stored!r}")
 
 
 def _escape_like(prefix: str) -> str:
@@ -170,10 +180,13 @@ class FlagRepository:
         ).all()
         return page, total
 
-    def in_environment(self, env: str) -> Sequence[FeatureFlag]:
-        return self._session.scalars(
-            select(FeatureFlag).where(FeatureFlag.environment == env)
-        ).all()
+    def in_environment(self, env: str, *, for_update: bool = False) -> Sequence[FeatureFlag]:
+        """`for_update` locks them all (a rare write that must see every flag as committed and
+        keep it so until it commits: a prerequisite graph's cycle check, a segment's delete)."""
+        query = select(FeatureFlag).where(FeatureFlag.environment == env)
+        if for_update:
+            query = query.order_by(FeatureFlag.id).with_for_update()
+        return self._session.scalars(query).all()
 
     def add(self, flag: FeatureFlag) -> None:
         self._session.add(flag)
@@ -185,6 +198,59 @@ class FlagRepository:
 
     def count(self) -> int:
         return self._session.scalar(select(func.count()).select_from(FeatureFlag)) or 0
+
+
+class SegmentRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get_by_name(self, env: str, name: str, *, for_update: bool = False) -> Segment | None:
+        query = select(Segment).where(Segment.environment == env, Segment.name == name)
+        return self._session.scalar(query.with_for_update() if for_update else query)
+
+    def existing(self, env: str, names: Collection[str], *, for_update: bool = False) -> set[str]:
+        """Which of these segments exist. `for_update` locks them until the transaction ends, so
+        a rule that refers to one cannot be committed alongside its delete."""
+        if not names:
+            return set()
+        query = select(Segment.name).where(
+            Segment.environment == env, Segment.name.in_(sorted(names))
+        )
+        if for_update:
+            query = query.order_by(Segment.name).with_for_update()
+        return set(self._session.scalars(query).all())
+
+    def list(
+        self, environments: Sequence[str] | None, *, limit: int, offset: int
+    ) -> tuple[Sequence[Segment], int]:
+        """`environments`: None for every one."""
+        query = select(Segment)
+        if environments is not None:
+            query = query.where(Segment.environment.in_(environments))
+        total = self._session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        page = self._session.scalars(
+            query.order_by(Segment.environment, Segment.name).limit(limit).offset(offset)
+        ).all()
+        return page, total
+
+    def in_environment(self, env: str) -> Sequence[Segment]:
+        return self._session.scalars(select(Segment).where(Segment.environment == env)).all()
+
+    def count(self, env: str) -> int:
+        return (
+            self._session.scalar(
+                select(func.count()).select_from(Segment).where(Segment.environment == env)
+            )
+            or 0
+        )
+
+    def add(self, segment: Segment) -> None:
+        self._session.add(segment)
+        self._session.flush()
+
+    def delete(self, segment: Segment) -> None:
+        self._session.delete(segment)
+        self._session.flush()
 
 
 class HistoryRepository:
@@ -222,6 +288,21 @@ class HistoryRepository:
             )
         )
 
+    def for_key(
+        self, kind: ItemKind, env: str, service: str | None, key: str
+    ) -> Sequence[HistoryEntry]:
+        """Every change of one key in one scope, across deletes and re-creates; newest first."""
+        return self._session.scalars(
+            select(HistoryEntry)
+            .where(
+                HistoryEntry.item_kind == kind,
+                HistoryEntry.environment == env,
+                HistoryEntry.service_scope == scope_of(service),
+                HistoryEntry.item_key == key,
+            )
+            .order_by(HistoryEntry.version.desc(), HistoryEntry.changed_at.desc())
+        ).all()
+
     def for_item(self, kind: ItemKind, item_id: int) -> Sequence[HistoryEntry]:
         """Newest first. By version, then time: TiDB ids are unique but not ordered."""
         return self._session.scalars(
@@ -257,10 +338,7 @@ class HistoryRepository:
             .where(HistoryEntry.environment == env, HistoryEntry.action == "delete")
             .group_by(HistoryEntry.item_kind, HistoryEntry.service_scope, HistoryEntry.item_key)
         ).all()
-        return [
-            ("config" if kind == "config" else "flag", scope or None, key, version)
-            for kind, scope, key, version in rows
-        ]
+        return [(_kind(kind), scope or None, key, version) for kind, scope, key, version in rows]
 
 
 class OutboxRepository:

@@ -15,6 +15,7 @@ from database.repositories import (
     FlagRepository,
     HistoryRepository,
     OutboxRepository,
+    SegmentRepository,
     TokenRepository,
 )
 
@@ -32,6 +33,7 @@ class Published(NamedTuple):
 class UnitOfWork(Protocol):
     configs: ConfigRepository
     flags: FlagRepository
+    segments: SegmentRepository
     history: HistoryRepository
     outbox: OutboxRepository
     tokens: TokenRepository
@@ -61,6 +63,7 @@ class SqlUnitOfWork:
         self._session = self._sessions()
         self.configs = ConfigRepository(self._session)
         self.flags = FlagRepository(self._session)
+        self.segments = SegmentRepository(self._session)
         self.history = HistoryRepository(self._session)
         self.outbox = OutboxRepository(self._session)
         self.tokens = TokenRepository(self._session)

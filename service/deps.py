@@ -8,10 +8,11 @@ of the fast path's requests per second until this changed).
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from aurora_client.state import JsonValue
+from aurora_client.targeting import Limits
 from fastapi import Depends, Header, Path, Query, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -21,22 +22,41 @@ from service.etag import IfMatch
 from service.principal import Principal
 from service.propagation import Propagator, Written
 from service.reads import Reads
-from service.schemas import check_key, check_service, check_value
+from service.schemas import (
+    check_flag_key,
+    check_key,
+    check_segment_name,
+    check_service,
+    check_value,
+)
 from service.settings import Settings
 from service.store import Store
 
 
 @dataclass(frozen=True, slots=True)
 class Rules:
-    """Input rules configured by settings: the environments and the value size limit."""
+    """Input rules configured by settings: the environments, the value size limit and the
+    targeting limits."""
 
     environments: tuple[str, ...]
     default_environment: str
     max_value_bytes: int
+    limits: Limits = field(default_factory=Limits)
+    max_segments: int = 1000
 
     @classmethod
     def of(cls, settings: Settings) -> Rules:
-        return cls(settings.environments, settings.default_environment, settings.max_value_bytes)
+        return cls(
+            settings.environments,
+            settings.default_environment,
+            settings.max_value_bytes,
+            Limits(
+                rules_per_flag=settings.max_rules_per_flag,
+                constraints_per_rule=settings.max_constraints_per_rule,
+                values_per_constraint=settings.max_values_per_constraint,
+            ),
+            settings.max_segments_per_environment,
+        )
 
     def environment(self, name: str | None) -> str:
         if name is None:
@@ -123,6 +143,24 @@ async def key_path(key: Annotated[str, Path(description="The key; it may contain
         return check_key(key)
     except ValueError as exc:
         raise InvalidInput(f"key {key[:64]!r}: {exc}") from None
+
+
+async def flag_key_path(
+    key: Annotated[str, Path(description="The flag key, percent-encoded; it may contain '/'")],
+) -> str:
+    try:
+        return check_flag_key(key)
+    except ValueError as exc:
+        raise InvalidInput(f"key {key[:64]!r}: {exc}") from None
+
+
+async def segment_name_path(
+    name: Annotated[str, Path(description="The segment name, percent-encoded")],
+) -> str:
+    try:
+        return check_segment_name(name)
+    except ValueError as exc:
+        raise InvalidInput(f"name {name[:64]!r}: {exc}") from None
 
 
 WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -245,4 +283,6 @@ ReadableEnv = Annotated[str, Depends(readable_environment)]
 ReadableFilter = Annotated[tuple[str, ...] | None, Depends(readable_filter)]
 ServiceQuery = Annotated[str | None, Depends(service_query)]
 KeyPath = Annotated[str, Depends(key_path)]
+FlagKeyPath = Annotated[str, Depends(flag_key_path)]
+SegmentNamePath = Annotated[str, Depends(segment_name_path)]
 IfMatchDep = Annotated[IfMatch | None, Depends(if_match_header)]

@@ -2,10 +2,14 @@
 
     AuroraError                    500 (never raised for bad input)
     ├── InvalidInput               422  a value the schema accepts but the rules do not
+    │   ├── InvalidTargeting       422  rules, variants, prerequisites or a segment refused
+    │   │                               (each problem by JSON Pointer, and the limit if one)
+    │   └── LimitExceeded          422  a count over its limit (the setting is named)
     ├── Unauthenticated            401  no token, or not a valid one
     ├── Forbidden                  403  a valid token without the scope for this
     ├── NotFound                   404  no such configuration, flag or history
     ├── AlreadyExists              409  the scope or key is taken
+    ├── InUse                      409  a segment that flags' rules still name
     ├── VersionMismatch            412  If-Match no longer matches the current version
     ├── PayloadTooLarge            413  a request body over AURORA_MAX_BODY_BYTES
     └── Unavailable                503  the database cannot serve the request now
@@ -18,7 +22,8 @@ problem documents. Anything else is a bug: logged once with its traceback, answe
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar, Protocol
 
 MIGRATE_HINT = (
     "the database schema is missing or older than this version needs: "
@@ -39,9 +44,74 @@ class AuroraError(Exception):
     def type(self) -> str:
         return f"urn:aurora-config:problem:{self.slug}"
 
+    @property
+    def extra(self) -> dict[str, Any]:
+        """Members of the problem document beyond type, title, status, detail and instance."""
+        return {}
+
 
 class InvalidInput(AuroraError):
     status, title, slug = 422, "Invalid input", "invalid-input"
+
+
+class Problem(Protocol):
+    """One refusal of aurora_client.targeting's validation (its `Problem`)."""
+
+    @property
+    def pointer(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def limit(self) -> str | None: ...
+
+
+def _location(pointer: str) -> str:
+    """`/rules/0/constraints/2` as the dotted location validation errors use."""
+    parts = pointer.split("/")[1:]
+    return ".".join(p.replace("~1", "/").replace("~0", "~") for p in parts) or "body"
+
+
+class InvalidTargeting(InvalidInput):
+    """The semantics of a native write refused: `errors` lists each problem with its JSON
+    Pointer into the body sent (`/rules/0/constraints/2/value`), its dotted `location` (as a
+    schema error has), and the setting of the limit it exceeds, if any."""
+
+    title, slug = "Invalid targeting", "invalid-targeting"
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        shown = "; ".join(
+            f"{p.pointer or '/'}: {p.message}" + (f" (limit {p.limit})" if p.limit else "")
+            for p in problems[:5]
+        )
+        more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+        super().__init__(shown + more)
+        self.problems = list(problems)
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        return {
+            "errors": [
+                {
+                    "location": _location(p.pointer),
+                    "pointer": p.pointer,
+                    "message": p.message,
+                    **({"limit": p.limit} if p.limit else {}),
+                }
+                for p in self.problems
+            ]
+        }
+
+
+class LimitExceeded(InvalidInput):
+    title, slug = "Limit exceeded", "limit-exceeded"
+
+    def __init__(self, detail: str, *, limit: str) -> None:
+        super().__init__(f"{detail} ({limit})")
+        self.limit = limit
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        return {"limit": self.limit}
 
 
 class Unauthenticated(AuroraError):
@@ -58,6 +128,18 @@ class NotFound(AuroraError):
 
 class AlreadyExists(AuroraError):
     status, title, slug = 409, "Already exists", "already-exists"
+
+
+class InUse(AuroraError):
+    status, title, slug = 409, "In use", "in-use"
+
+    def __init__(self, detail: str, *, flags: Sequence[str]) -> None:
+        super().__init__(detail)
+        self.flags = list(flags)
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        return {"flags": self.flags}
 
 
 class VersionMismatch(AuroraError):
@@ -123,3 +205,7 @@ def value_missing(env: str, service: str | None, key: str) -> NotFound:
 
 def flag_missing(env: str, key: str) -> NotFound:
     return NotFound(f"feature flag {key!r} does not exist in environment {env!r}")
+
+
+def segment_missing(env: str, name: str) -> NotFound:
+    return NotFound(f"segment {name!r} does not exist in environment {env!r}")

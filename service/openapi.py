@@ -13,7 +13,13 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from database.models import KEY_LENGTH
-from service.schemas import IF_MATCH_PATTERN, KEY_PATTERN, SERVICE_PATTERN
+from service.schemas import (
+    FLAG_KEY_PATTERN,
+    IF_MATCH_PATTERN,
+    KEY_PATTERN,
+    SEGMENT_NAME_PATTERN,
+    SERVICE_PATTERN,
+)
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -30,8 +36,19 @@ PROBLEM_SCHEMA: dict[str, Any] = {
             "type": "array",
             "items": {
                 "type": "object",
-                "properties": {"location": {"type": "string"}, "message": {"type": "string"}},
+                "properties": {
+                    "location": {"type": "string"},
+                    "message": {"type": "string"},
+                    "pointer": {"type": "string", "description": "JSON Pointer into the body"},
+                    "limit": {"type": "string", "description": "The setting of the limit"},
+                },
             },
+        },
+        "limit": {"type": "string", "description": "The setting of the limit exceeded"},
+        "flags": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The flags whose rules name the segment (409 in-use)",
         },
     },
 }
@@ -58,7 +75,18 @@ def _parameter_rules(environments: tuple[str, ...]) -> dict[str, dict[str, Any]]
         "service_name": {"pattern": SERVICE_PATTERN},
         "key": {"pattern": KEY_PATTERN, "maxLength": KEY_LENGTH},
         "if-match": {"pattern": IF_MATCH_PATTERN},
+        # Flag keys and segment names are wider (issue 10: any Unicode but controls).
+        "flag key": {"pattern": FLAG_KEY_PATTERN, "maxLength": KEY_LENGTH},
+        "segment name": {"pattern": SEGMENT_NAME_PATTERN, "maxLength": KEY_LENGTH},
     }
+
+
+def _rule_name(path: str, parameter: str) -> str:
+    if parameter == "key" and path.startswith("/api/v1/feature-flags/"):
+        return "flag key"
+    if parameter == "name" and path.startswith("/api/v1/segments/"):
+        return "segment name"
+    return parameter
 
 
 def _constrain(schema: dict[str, Any], rules: dict[str, Any]) -> None:
@@ -96,9 +124,10 @@ def install(app: FastAPI, environments: tuple[str, ...]) -> None:
                     _document(path, method, operation)
                     for parameter in operation.get("parameters", []):
                         _drop_null(parameter)
-                        if parameter["name"].lower() in rules:
-                            _constrain(parameter["schema"], rules[parameter["name"].lower()])
-            for model in ("ConfigCreate", "FlagCreate"):
+                        name = _rule_name(path, parameter["name"].lower())
+                        if name in rules:
+                            _constrain(parameter["schema"], rules[name])
+            for model in ("ConfigCreate", "FlagCreate", "SegmentCreate"):
                 _constrain(components[model]["properties"]["environment"], rules["environment"])
             scopes = ["admin", "read"] + [
                 f"{kind}:{env}" for kind in ("read", "write") for env in environments

@@ -34,7 +34,9 @@ def problem(
 
 def render(exc: AuroraError, instance: str) -> JSONResponse:
     """The response for one of our errors: routes, and middlewares that answer before them."""
-    response = problem(exc.status, exc.title, exc.detail, slug=exc.slug, instance=instance)
+    response = problem(
+        exc.status, exc.title, exc.detail, slug=exc.slug, instance=instance, **exc.extra
+    )
     if exc.status == 503:
         response.headers["Retry-After"] = "1"
     elif exc.status == 401:

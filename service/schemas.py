@@ -1,8 +1,15 @@
 """Request and response bodies, and the input rules they enforce.
 
-Keys: 1..200 characters of [A-Za-z0-9._:/-], no empty, '.' or '..' segment between slashes (so a
-key can never read as a path traversal). Values: any JSON up to AURORA_MAX_VALUE_BYTES encoded,
-nested at most MAX_VALUE_DEPTH deep, finite numbers only.
+Configuration keys: 1..200 characters of [A-Za-z0-9._:/-], no empty, '.' or '..' segment between
+slashes (so a key can never read as a path traversal). Flag keys and segment names (issue 10:
+Unleash accepts names such as `Hellø_Wørld` and emoji, and an import keeps them): 1..200
+characters of any Unicode except control characters (C0, DEL, C1), the line and paragraph
+separators, the bidirectional controls (which make a key read differently from what it is) and
+lone surrogates, with the same rule for '/' segments (a segment name holds no '/'). Keys are
+compared exactly as written (no case folding, no Unicode normalisation).
+
+Values: any JSON up to AURORA_MAX_VALUE_BYTES encoded, nested at most MAX_VALUE_DEPTH deep,
+finite numbers only.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Generic, Self, TypeVar
+from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 
 import orjson
 from aurora_client.evaluation import Reason
@@ -32,6 +39,7 @@ from database.models import (
     Configuration,
     FeatureFlag,
     HistoryEntry,
+    Segment,
 )
 
 MAX_VALUE_DEPTH = 32
@@ -47,6 +55,16 @@ SERVICE_PATTERN = rf"^[A-Za-z0-9._-]{{1,{SERVICE_LENGTH}}}$"
 _TAG = r'(?:W/)?(?:"[0-9]{1,10}"|[0-9]{1,10})'
 IF_MATCH_PATTERN = rf"^(?:\*|{_TAG}(?: *, *{_TAG})*)$"
 _KEY = re.compile(rf"[A-Za-z0-9._:/-]{{1,{KEY_LENGTH}}}")
+# What a flag key may not hold. The OpenAPI pattern says the same but for lone surrogates: a
+# pattern cannot name them portably (without the `u` flag, ECMAScript matches UTF-16 code units,
+# and would refuse every emoji), and UTF-8 cannot carry them anyway.
+_REFUSED = r"\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
+_FLAG_SEGMENT = (
+    rf"(?:[^/.{_REFUSED}][^/{_REFUSED}]*|\.[^/.{_REFUSED}][^/{_REFUSED}]*|\.\.[^/{_REFUSED}]+)"
+)
+FLAG_KEY_PATTERN = rf"^{_FLAG_SEGMENT}(?:/{_FLAG_SEGMENT})*$"
+SEGMENT_NAME_PATTERN = rf"^{_FLAG_SEGMENT}$"
+_FLAG_KEY_REFUSED = re.compile(rf"[{_REFUSED}\ud800-\udfff]")
 _SERVICE = re.compile(rf"[A-Za-z0-9._-]{{1,{SERVICE_LENGTH}}}")
 
 
@@ -56,6 +74,27 @@ def check_key(key: str) -> str:
     if any(segment in {"", ".", ".."} for segment in key.split("/")):
         raise ValueError("a key may not start or end with '/', or hold '//', '/./' or '/../'")
     return key
+
+
+def check_flag_key(key: str, what: str = "a flag key") -> str:
+    if not 1 <= len(key) <= KEY_LENGTH:
+        raise ValueError(f"{what} is 1 to {KEY_LENGTH} characters")
+    refused = _FLAG_KEY_REFUSED.search(key)
+    if refused:
+        raise ValueError(
+            f"{what} may not contain U+{ord(refused.group()):04X}: control characters, line "
+            "separators, bidirectional controls and lone surrogates are refused"
+        )
+    if any(segment in {"", ".", ".."} for segment in key.split("/")):
+        raise ValueError(f"{what} may not start or end with '/', or hold '//', '/./' or '/../'")
+    return key
+
+
+def check_segment_name(name: str) -> str:
+    """A flag key's rule, without '/': a name is one path segment of /segments/{name}."""
+    if "/" in name:
+        raise ValueError("a segment name may not contain '/'")
+    return check_flag_key(name, "a segment name")
 
 
 def check_service(name: str) -> str:
@@ -105,6 +144,11 @@ Key = Annotated[
     str,
     AfterValidator(check_key),
     Field(json_schema_extra={"pattern": KEY_PATTERN, "maxLength": KEY_LENGTH}),
+]
+FlagKey = Annotated[
+    str,
+    AfterValidator(check_flag_key),
+    Field(json_schema_extra={"pattern": FLAG_KEY_PATTERN, "maxLength": KEY_LENGTH}),
 ]
 ServiceName = Annotated[
     str, AfterValidator(check_service), Field(json_schema_extra={"pattern": SERVICE_PATTERN})
@@ -169,10 +213,10 @@ class ConfigValueSet(Body):
 
 
 class ItemOut(BaseModel):
-    """A configuration or flag as the API shows it."""
+    """A configuration, flag or segment as the API shows it."""
 
     @classmethod
-    def of(cls, item: Configuration | FeatureFlag | dict[str, Any]) -> Self:
+    def of(cls, item: Configuration | FeatureFlag | Segment | dict[str, Any]) -> Self:
         """From a row, or from the item as the read model holds it."""
         if isinstance(item, dict):
             return cls.model_validate(item)
@@ -240,8 +284,112 @@ class HistoryOut(BaseModel):
         )
 
 
+# -- targeting (issue 10; the format: docs/TARGETING.md) ---------------------------------------
+# Shapes only: what a value means (an operator, a regex, a number, a segment, a cycle) is checked
+# by aurora_client.targeting.validate_targeting, which names the rule and constraint it refuses.
+
+OPERATORS = (
+    "IN",
+    "NOT_IN",
+    "STR_STARTS_WITH",
+    "STR_ENDS_WITH",
+    "STR_CONTAINS",
+    "NUM_EQ",
+    "NUM_GT",
+    "NUM_GTE",
+    "NUM_LT",
+    "NUM_LTE",
+    "DATE_AFTER",
+    "DATE_BEFORE",
+    "SEMVER_EQ",
+    "SEMVER_GT",
+    "SEMVER_GTE",
+    "SEMVER_LT",
+    "SEMVER_LTE",
+    "REGEX",
+    "IN_CIDR",
+)
+NAME_LENGTH = 200
+Text = Annotated[str, AfterValidator(check_text)]
+Name = Annotated[str, Field(min_length=1, max_length=NAME_LENGTH), AfterValidator(check_text)]
+RuleId = Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+Weight = Annotated[int, Field(ge=0, le=1000), BeforeValidator(_whole)]
+
+
+class ConstraintIn(Body):
+    context_name: Name = Field(
+        description="userId, sessionId, remoteAddress, environment, appName, currentTime, or a "
+        "property name"
+    )
+    operator: str = Field(json_schema_extra={"enum": list(OPERATORS)})
+    values: list[Text] = Field(default_factory=list, description="For IN, NOT_IN, STR_*, IN_CIDR")
+    value: Text | None = Field(default=None, description="For NUM_*, DATE_*, SEMVER_*, REGEX")
+    inverted: bool = False
+    case_insensitive: bool = False
+
+
+class RolloutIn(Body):
+    percentage: Percentage = 100
+    stickiness: Name = Field(
+        default="default", description="default, userId, sessionId, random, or a context field"
+    )
+    group_id: Name | None = Field(default=None, description="null: the flag key")
+
+
+class PayloadIn(Body):
+    type: Literal["string", "number", "json", "csv"]
+    value: Text
+
+
+class OverrideIn(Body):
+    context_name: Name
+    values: list[Text]
+
+
+class VariantIn(Body):
+    name: Name
+    weight: Weight = Field(default=0, description="Out of 1000")
+    weight_type: Literal["variable", "fix"] = "variable"
+    stickiness: Name = "default"
+    payload: PayloadIn | None = None
+    overrides: list[OverrideIn] = Field(default_factory=list)
+
+
+class RuleIn(Body):
+    id: RuleId | None = Field(default=None, description="Assigned (r1, r2, ...) when omitted")
+    constraints: list[ConstraintIn] = Field(default_factory=list, description="All must hold")
+    segments: list[Name] = Field(
+        default_factory=list, description="Names of segments of the flag's environment"
+    )
+    rollout: RolloutIn = Field(default_factory=RolloutIn)
+    variants: list[VariantIn] = Field(default_factory=list)
+
+
+class PrerequisiteIn(Body):
+    flag_key: FlagKey = Field(description="A flag of the same environment")
+    enabled: bool = Field(default=True, description="false: the parent must be disabled")
+    variants: list[Name] = Field(default_factory=list, description="Any of these, if listed")
+
+
+def rules_json(rules: list[RuleIn]) -> list[dict[str, Any]]:
+    """As stored and validated: every field, but no id where none was sent (one is assigned)."""
+    dumped = [rule.model_dump() for rule in rules]
+    for rule in dumped:
+        if rule["id"] is None:
+            del rule["id"]
+    return dumped
+
+
+def items_json(items: list[VariantIn] | list[PrerequisiteIn]) -> list[dict[str, Any]]:
+    return [item.model_dump() for item in items]
+
+
+TargetingJson = list[dict[str, JsonValue]]
+RULES_DOC = "Ordered; the first that matches decides (docs/TARGETING.md)"
+
+
 class FlagCreate(Body):
-    flag_key: Key
+    flag_key: FlagKey
     flag_name: FlagName | None = Field(default=None, description="Defaults to the flag key")
     description: Description | None = None
     is_enabled: bool = False
@@ -249,6 +397,16 @@ class FlagCreate(Body):
     environment: str | None = Field(
         default=None, description="Defaults to AURORA_DEFAULT_ENVIRONMENT"
     )
+    rules: list[RuleIn] = Field(default_factory=list, description=RULES_DOC)
+    variants: list[VariantIn] = Field(default_factory=list)
+    prerequisites: list[PrerequisiteIn] = Field(default_factory=list)
+
+    def targeting(self) -> dict[str, list[dict[str, Any]]]:
+        return {
+            "rules": rules_json(self.rules),
+            "variants": items_json(self.variants),
+            "prerequisites": items_json(self.prerequisites),
+        }
 
 
 class FlagUpdate(Body):
@@ -257,19 +415,28 @@ class FlagUpdate(Body):
     description: Description | None = None
     is_enabled: bool | None = None
     rollout_percentage: Percentage | None = None
+    rules: list[RuleIn] | None = Field(default=None, description=RULES_DOC)
+    variants: list[VariantIn] | None = None
+    prerequisites: list[PrerequisiteIn] | None = None
 
     @model_validator(mode="after")
     def _something(self) -> Self:
         if not self.model_fields_set:
             raise ValueError(
-                "send at least one of flag_name, description, is_enabled, rollout_percentage"
+                "send at least one of flag_name, description, is_enabled, rollout_percentage, "
+                "rules, variants, prerequisites"
             )
         return self
 
     def changes(self) -> dict[str, Any]:
         """The fields sent; null means "unchanged" except for description (null clears it)."""
+        dumps: dict[str, Any] = {
+            "rules": lambda: rules_json(self.rules or []),
+            "variants": lambda: items_json(self.variants or []),
+            "prerequisites": lambda: items_json(self.prerequisites or []),
+        }
         return {
-            name: getattr(self, name)
+            name: dumps[name]() if name in dumps else getattr(self, name)
             for name in self.model_fields_set
             if name == "description" or getattr(self, name) is not None
         }
@@ -283,6 +450,9 @@ class FlagOut(ItemOut):
     environment: str
     is_enabled: bool
     rollout_percentage: int
+    rules: TargetingJson = Field(default_factory=list, description=RULES_DOC)
+    variants: TargetingJson = Field(default_factory=list)
+    prerequisites: TargetingJson = Field(default_factory=list)
     version: int
     created_at: Timestamp
     updated_at: Timestamp

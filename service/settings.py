@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     db_timeout_seconds: float = Field(default=5.0, gt=0)
     migrate_on_start: bool = False  # SQLite always migrates on start; servers use `migrate`
     write_retries: int = Field(default=5, ge=1, le=20)
+    # Targeting limits (issue 10): a write over one is a 422 naming the setting.
+    max_rules_per_flag: int = Field(default=100, ge=1)
+    max_constraints_per_rule: int = Field(default=50, ge=1)
+    max_values_per_constraint: int = Field(default=1000, ge=1)
+    max_segments_per_environment: int = Field(default=1000, ge=1)
+    max_context_bytes: int = Field(default=16 * 1024, ge=256)  # one evaluation's context
     log_level: str = "INFO"
 
     # Access control. Unset: enabled, except on the embedded SQLite default (which says so

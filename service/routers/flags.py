@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from service.deps import (
     EnvQuery,
+    FlagKeyPath,
     IfMatchDep,
-    KeyPath,
     PrincipalDep,
     ReadableEnv,
     ReadableFilter,
@@ -34,6 +34,7 @@ from service.schemas import (
     PageOut,
     Percentage,
 )
+from service.targeting.schemas import PrerequisitesBody, RulesBody, VariantsBody
 from service.usecases import flags
 
 router = APIRouter(
@@ -67,6 +68,8 @@ async def create_flag(
         is_enabled=body.is_enabled,
         rollout_percentage=body.rollout_percentage,
         actor=actor,
+        targeting=body.targeting(),
+        limits=rules.limits,
     )
     return shown(response, FlagOut.of(written.value), written)
 
@@ -99,14 +102,14 @@ async def bulk_flags(reads: ReadsDep, env: ReadableEnv, user_id: UserId = None) 
 
 @router.get("/key/{key:path}", response_model=FlagOut)
 async def get_flag_by_key(
-    key: KeyPath, reads: ReadsDep, env: ReadableEnv, response: Response
+    key: FlagKeyPath, reads: ReadsDep, env: ReadableEnv, response: Response
 ) -> FlagOut:
     return shown(response, FlagOut.of(await reads.flag(env, key)))
 
 
 @router.get("/evaluate/{key:path}", response_model=EvaluationOut)
 async def evaluate_flag(
-    key: KeyPath, reads: ReadsDep, env: ReadableEnv, user_id: UserId = None
+    key: FlagKeyPath, reads: ReadsDep, env: ReadableEnv, user_id: UserId = None
 ) -> EvaluationOut:
     found = await reads.evaluate(env, key, user_id)
     return EvaluationOut(
@@ -123,14 +126,14 @@ async def evaluate_flag(
 
 @router.get("/check/{key:path}", response_model=CheckOut)
 async def check_flag(
-    key: KeyPath, reads: ReadsDep, env: ReadableEnv, user_id: UserId = None
+    key: FlagKeyPath, reads: ReadsDep, env: ReadableEnv, user_id: UserId = None
 ) -> CheckOut:
     return CheckOut(enabled=(await reads.evaluate(env, key, user_id)).result.enabled)
 
 
 @router.put("/toggle/{key:path}", response_model=FlagOut, responses={200: WRITTEN})
 async def toggle_flag(
-    key: KeyPath,
+    key: FlagKeyPath,
     writes: WritesDep,
     env: EnvQuery,
     actor: PrincipalDep,
@@ -148,7 +151,7 @@ async def toggle_flag(
 
 @router.put("/rollout/{key:path}", response_model=FlagOut, responses={200: WRITTEN})
 async def set_rollout(
-    key: KeyPath,
+    key: FlagKeyPath,
     percentage: Annotated[Percentage, Query(description="0..100")],
     writes: WritesDep,
     env: EnvQuery,
@@ -158,6 +161,65 @@ async def set_rollout(
 ) -> FlagOut:
     written = await writes.write(
         flags.set_rollout, env, key, percentage, if_match=if_match, actor=actor
+    )
+    return shown(response, FlagOut.of(written.value), written)
+
+
+@router.put("/rules/{key:path}", response_model=FlagOut, responses={200: WRITTEN})
+async def set_rules(
+    key: FlagKeyPath,
+    body: RulesBody,
+    writes: WritesDep,
+    rules: RulesDep,
+    env: EnvQuery,
+    actor: PrincipalDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> FlagOut:
+    """Replace the flag's rules as a whole (ids are assigned to rules sent without one)."""
+    written = await writes.write(
+        flags.replace,
+        env,
+        key,
+        "rules",
+        body.stored(),
+        if_match=if_match,
+        actor=actor,
+        limits=rules.limits,
+    )
+    return shown(response, FlagOut.of(written.value), written)
+
+
+@router.put("/variants/{key:path}", response_model=FlagOut, responses={200: WRITTEN})
+async def set_variants(
+    key: FlagKeyPath,
+    body: VariantsBody,
+    writes: WritesDep,
+    env: EnvQuery,
+    actor: PrincipalDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> FlagOut:
+    """Replace the flag's variants as a whole."""
+    written = await writes.write(
+        flags.replace, env, key, "variants", body.stored(), if_match=if_match, actor=actor
+    )
+    return shown(response, FlagOut.of(written.value), written)
+
+
+@router.put("/prerequisites/{key:path}", response_model=FlagOut, responses={200: WRITTEN})
+async def set_prerequisites(
+    key: FlagKeyPath,
+    body: PrerequisitesBody,
+    writes: WritesDep,
+    env: EnvQuery,
+    actor: PrincipalDep,
+    if_match: IfMatchDep,
+    response: Response,
+) -> FlagOut:
+    """Replace the flag's prerequisites (parent flags of the same environment) as a whole."""
+    written = await writes.write(
+        flags.replace, env, key, "prerequisites", body.stored(), if_match=if_match, actor=actor
     )
     return shown(response, FlagOut.of(written.value), written)
 
@@ -175,12 +237,13 @@ async def update_flag(
     flag_id: Id,
     body: FlagUpdate,
     writes: WritesDep,
+    rules: RulesDep,
     actor: PrincipalDep,
     if_match: IfMatchDep,
     response: Response,
 ) -> FlagOut:
     written = await writes.write(
-        flags.update, flag_id, body.changes(), if_match=if_match, actor=actor
+        flags.update, flag_id, body.changes(), if_match=if_match, actor=actor, limits=rules.limits
     )
     return shown(response, FlagOut.of(written.value), written)
 

@@ -9,21 +9,25 @@ from aurora_client.state import same_json
 from sqlalchemy.exc import IntegrityError
 
 from database.engine import ConcurrentWrite
-from database.models import Configuration, FeatureFlag, utcnow
+from database.models import Configuration, FeatureFlag, Segment, utcnow
 from database.repositories import Action, ItemKind
 from database.uow import UnitOfWork
 from service.etag import IfMatch, check_if_match
 from service.principal import Principal
 
-Item = Configuration | FeatureFlag
+Item = Configuration | FeatureFlag | Segment
 
 
 def kind_of(item: Item) -> ItemKind:
-    return "config" if isinstance(item, Configuration) else "flag"
+    if isinstance(item, Configuration):
+        return "config"
+    return "flag" if isinstance(item, FeatureFlag) else "segment"
 
 
 def key_of(item: Item) -> str:
-    return item.config_key if isinstance(item, Configuration) else item.flag_key
+    if isinstance(item, Configuration):
+        return item.config_key
+    return item.flag_key if isinstance(item, FeatureFlag) else item.name
 
 
 def service_of(item: Item) -> str | None:
@@ -87,8 +91,10 @@ def apply_create(uow: UnitOfWork, item: Item, *, actor: Principal) -> None:
     stamp_new(item, uow, actor)
     if isinstance(item, Configuration):
         uow.configs.add(item)
-    else:
+    elif isinstance(item, FeatureFlag):
         uow.flags.add(item)
+    else:
+        uow.segments.add(item)
     record(uow, item, "create", old=None, actor=actor)
     try:
         uow.commit()
@@ -140,5 +146,7 @@ def apply_delete(
     record(uow, item, "delete", old=before, actor=actor)
     if isinstance(item, Configuration):
         uow.configs.delete(item)
-    else:
+    elif isinstance(item, FeatureFlag):
         uow.flags.delete(item)
+    else:
+        uow.segments.delete(item)

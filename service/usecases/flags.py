@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from aurora_client.evaluation import evaluate
+from aurora_client.targeting import (
+    Limits,
+    normalize_rules,
+    normalize_variants,
+    validate_targeting,
+)
 from sqlalchemy.exc import IntegrityError
 
 from database.models import FeatureFlag, HistoryEntry
 from database.uow import UnitOfWork
-from service.errors import AlreadyExists, NotFound, flag_missing
-from service.etag import IfMatch
+from service.errors import AlreadyExists, InvalidTargeting, NotFound, flag_missing
+from service.etag import IfMatch, check_if_match
 from service.principal import Principal
 from service.usecases.changes import apply_create, apply_delete, apply_update
 
@@ -36,6 +42,64 @@ def _get_by_key(uow: UnitOfWork, env: str, key: str, *, for_update: bool = False
     return flag
 
 
+TargetingField = Literal["rules", "variants", "prerequisites"]
+TARGETING: tuple[TargetingField, ...] = ("rules", "variants", "prerequisites")
+
+
+def _parents(prerequisites: Any) -> list[str]:
+    """The parent keys of a stored prerequisite list (as lenient as an import may have left it)."""
+    if not isinstance(prerequisites, list):
+        return []
+    return [
+        p["flag_key"]
+        for p in prerequisites
+        if isinstance(p, dict) and isinstance(p.get("flag_key"), str)
+    ]
+
+
+def _checked(
+    uow: UnitOfWork, env: str, key: str, changes: dict[str, Any], limits: Limits
+) -> dict[str, Any]:
+    """`changes` with its targeting fields validated against the environment (issue 10: a native
+    write refuses what could never work, naming it) and its rules given their ids.
+
+    Only the fields sent are checked, so stored rules an import kept as Unleash has them (never
+    matching) do not block a change of the variants. The segments named are locked until the
+    change commits, so a segment's delete cannot slip between this check and the commit (it
+    locks the segment first, then reads the flags); a change of prerequisites locks every flag
+    of the environment, so that two changes that would close a cycle together run one after the
+    other and the second sees the first."""
+    sent = {name: changes[name] for name in TARGETING if name in changes}
+    if not any(sent.values()):  # nothing sent, or empty lists: nothing to check
+        return changes
+    rules, prerequisites = sent.get("rules", []), sent.get("prerequisites", [])
+    named = {name for rule in rules for name in rule.get("segments") or ()}
+    segments = uow.segments.existing(env, named, for_update=True) if named else set()
+    graph: dict[str, Sequence[str]] = {}
+    if prerequisites:
+        graph = {
+            f.flag_key: _parents(f.prerequisites)
+            for f in uow.flags.in_environment(env, for_update=True)
+        }
+    problems = validate_targeting(
+        rules,
+        sent.get("variants", []),
+        prerequisites,
+        flag_key=key,
+        segments=segments,
+        flags=graph,
+        limits=limits,
+    )
+    if problems:
+        raise InvalidTargeting(problems)
+    normalized = dict(changes)
+    if "rules" in sent:
+        normalized["rules"] = normalize_rules(rules)  # ids, rollout defaults, variant weights
+    if "variants" in sent:
+        normalized["variants"] = normalize_variants(sent["variants"])
+    return normalized
+
+
 def create(
     uow: UnitOfWork,
     *,
@@ -46,12 +110,17 @@ def create(
     is_enabled: bool,
     rollout_percentage: int,
     actor: Principal,
+    targeting: dict[str, list[dict[str, Any]]] | None = None,
+    limits: Limits | None = None,
 ) -> FeatureFlag:
+    """`targeting`: rules, variants and prerequisites (each [] when left out)."""
     actor.require_write(env)
     with uow:
         taken = f"feature flag {key!r} already exists in environment {env!r}"
         if uow.flags.get_by_key(env, key) is not None:
             raise AlreadyExists(taken)
+        sent: dict[str, Any] = {name: (targeting or {}).get(name, []) for name in TARGETING}
+        lists = _checked(uow, env, key, sent, limits or Limits())
         flag = FeatureFlag(
             flag_key=key,
             flag_name=name,
@@ -59,6 +128,7 @@ def create(
             environment=env,
             is_enabled=is_enabled,
             rollout_percentage=rollout_percentage,
+            **lists,
         )
         try:
             apply_create(uow, flag, actor=actor)
@@ -111,9 +181,35 @@ def update(
     *,
     if_match: IfMatch | None,
     actor: Principal,
+    limits: Limits | None = None,
 ) -> FeatureFlag:
     with uow:
         flag = _get(uow, flag_id, reader=actor, for_update=True)
+        actor.require_write(flag.environment)
+        check_if_match(if_match, flag.version)
+        changes = _checked(uow, flag.environment, flag.flag_key, changes, limits or Limits())
+        if apply_update(uow, flag, changes, if_match=if_match, actor=actor):
+            uow.commit()
+        return flag
+
+
+def replace(
+    uow: UnitOfWork,
+    env: str,
+    key: str,
+    field: TargetingField,
+    items: list[dict[str, Any]],
+    *,
+    if_match: IfMatch | None,
+    actor: Principal,
+    limits: Limits | None = None,
+) -> FeatureFlag:
+    """Replace one of the flag's targeting lists as a whole: one new version (none if equal)."""
+    actor.require_write(env)
+    with uow:
+        flag = _get_by_key(uow, env, key, for_update=True)
+        check_if_match(if_match, flag.version)  # a stale write is 412 before it is checked
+        changes = _checked(uow, env, key, {field: items}, limits or Limits())
         if apply_update(uow, flag, changes, if_match=if_match, actor=actor):
             uow.commit()
         return flag

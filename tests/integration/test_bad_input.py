@@ -149,7 +149,8 @@ def test_rollout_out_of_range_is_422(seeded: TestClient, percentage: str) -> Non
         {"flag_key": "g", "is_enabled": "yes"},
         {"flag_key": "g", "is_enabled": 1},
         {"flag_key": "g", "environment": "moon"},
-        {"flag_key": "bad key"},
+        {"flag_key": "bad//key"},
+        {"flag_key": "bad\u0007key"},
         {"flag_key": "f"},  # exists: 409, below
     ],
 )

@@ -4,7 +4,8 @@ database/models.py declares, and the database itself keeps one global value per 
 Alembic's own type comparison is too lenient on MySQL/MariaDB to be a drift check: it treats JSON
 and LONGTEXT as synonyms and ignores a DATETIME's fractional precision, so a schema.sql with
 `config_value LONGTEXT` (no JSON validation) or `created_at DATETIME` (microseconds silently
-truncated, breaking time ordering) would pass. `strict_types` below closes those holes, and
+truncated, breaking time ordering) or a key column without `COLLATE utf8mb4_bin` (case- and
+emoji-insensitive keys) would pass. `strict_types` below closes those holes, and
 `test_the_drift_check_sees_what_alembic_defaults_miss` proves it does.
 """
 
@@ -20,14 +21,14 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import JSON, Boolean, Connection, DateTime, Engine, inspect, select, text
+from sqlalchemy import JSON, Boolean, Connection, DateTime, Engine, String, inspect, select, text
 from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from database.engine import make_engine
 from database.migrations import alembic_config, schema_revision, upgrade_to_head
-from database.models import Base, Configuration, scope_of, utcnow
+from database.models import Base, Configuration, FeatureFlag, scope_of, utcnow
 from tests.backends import throwaway_mariadb
 
 SCHEMA_SQL = Path(__file__).resolve().parents[2] / "database" / "schema.sql"
@@ -101,6 +102,12 @@ def strict_types(json_cols: frozenset[tuple[str, str]]) -> TypeRule:
             return not (
                 isinstance(inspected_type, mysql.TINYINT) and inspected_type.display_width == 1
             )
+        if isinstance(expected, String) and expected.collation != getattr(
+            inspected_type, "collation", None
+        ):
+            # utf8mb4_bin vs the default collation: the same type to Alembic, but under the
+            # default "Flag" and "flag" (or two emoji) are one key (issue 10).
+            return True
         return None
 
     return compare_type
@@ -213,13 +220,15 @@ def test_schema_sql_and_migrations_build_the_same_tables(
 
 @pytest.mark.mariadb
 def test_the_drift_check_sees_what_alembic_defaults_miss() -> None:
-    """A schema.sql with a plain LONGTEXT for a JSON column, a bare DATETIME and a TINYINT(4) for
-    a BOOL, none of which Alembic's default comparison reports, fails the check above."""
+    """A schema.sql with a plain LONGTEXT for a JSON column, a bare DATETIME, a TINYINT(4) for
+    a BOOL and a key column of the default collation, none of which Alembic's default comparison
+    reports, fails the check above."""
     sql = SCHEMA_SQL.read_text()
     mutations = {
         "config_value JSON NOT NULL": "config_value LONGTEXT NOT NULL",
         "changed_at DATETIME(6) NOT NULL": "changed_at DATETIME NOT NULL",
         "is_enabled BOOL NOT NULL": "is_enabled TINYINT NOT NULL",
+        "flag_key VARCHAR(200) COLLATE utf8mb4_bin NOT NULL": "flag_key VARCHAR(200) NOT NULL",
     }
     for before, after in mutations.items():
         assert sql.count(before) == 1, before
@@ -243,6 +252,7 @@ def test_the_drift_check_sees_what_alembic_defaults_miss() -> None:
         ("app_configurations", "config_value"),
         ("config_history", "changed_at"),
         ("feature_flags", "is_enabled"),
+        ("feature_flags", "flag_key"),
     }
 
 
@@ -354,3 +364,105 @@ def test_sqlite_databases_of_0003_upgrade_keeping_their_data(tmp_path: Path) -> 
         assert_no_drift(engine)
     finally:
         engine.dispose()
+
+
+def flag(key: str) -> FeatureFlag:
+    now = utcnow()
+    return FeatureFlag(
+        flag_key=key,
+        flag_name=key,
+        description=None,
+        environment="production",
+        is_enabled=True,
+        rollout_percentage=100,
+        version=1,
+        created_at=now,
+        updated_at=now,
+        created_by="test",
+        updated_by="test",
+    )
+
+
+# Distinct under utf8mb4_bin; one key under MariaDB's default utf8mb4_general_ci (case, accents,
+# and every emoji weighing the same).
+LOOKALIKES = ("Flag", "flag", "FLÄG", "flag\u0308", "🚀", "🎉", "Hellø_Wørld", "hello_world")
+
+
+@pytest.mark.mariadb
+def test_keys_differing_in_case_accents_or_emoji_are_distinct_items(
+    mariadb_schema: Engine,
+) -> None:
+    with Session(mariadb_schema) as session:
+        session.add_all([flag(key) for key in LOOKALIKES])
+        for key in ("Flag", "flag", "🚀", "🎉"):
+            config = configuration(None, 1)
+            config.config_key = key
+            session.add(config)
+        session.flush()  # no duplicate key
+        for key in LOOKALIKES:
+            found = session.scalars(select(FeatureFlag).where(FeatureFlag.flag_key == key)).all()
+            assert [f.flag_key for f in found] == [key]
+        found_configs = session.scalars(
+            select(Configuration.config_key).where(Configuration.config_key == "🎉")
+        ).all()
+        assert found_configs == ["🎉"]
+        session.rollback()
+
+
+def upgrade_from_0005(engine: Engine) -> None:
+    """Build the schema of revision 0005 with one flag in it, then upgrade to head."""
+    from alembic import command  # noqa: PLC0415
+
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0005")
+        now = utcnow().isoformat(sep=" ")
+        conn.execute(
+            text(
+                "INSERT INTO feature_flags (flag_key, flag_name, environment, is_enabled,"
+                " rollout_percentage, version, created_at, updated_at, created_by, updated_by)"
+                " VALUES ('old', 'old', 'production', 1, 30, 4, :now, :now, 'a', 'a')"
+            ).bindparams(now=now)
+        )
+    upgrade_to_head(engine)
+
+
+def assert_old_flag_kept(engine: Engine) -> None:
+    with Session(engine) as session:
+        old = session.scalars(select(FeatureFlag)).one()
+        assert (old.flag_key, old.rollout_percentage, old.version) == ("old", 30, 4)
+        assert (old.rules, old.variants, old.prerequisites) == ([], [], [])
+
+
+def test_sqlite_databases_of_0005_upgrade_giving_flags_no_rules(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        upgrade_from_0005(engine)
+        assert_old_flag_kept(engine)
+        assert_no_drift(engine)
+        with Session(engine) as session:  # AUTOINCREMENT survived the table's rebuild
+            session.delete(session.scalars(select(FeatureFlag)).one())
+            session.commit()
+            fresh = flag("new")
+            session.add(fresh)
+            session.commit()
+            assert fresh.id == 2
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.mariadb
+def test_mariadb_databases_of_0005_upgrade_to_binary_keys_giving_flags_no_rules() -> None:
+    with throwaway_mariadb("schema_0005") as url:
+        engine = make_engine(url)
+        try:
+            upgrade_from_0005(engine)
+            assert_old_flag_kept(engine)
+            assert_no_drift(engine)
+            with Session(engine) as session:
+                session.add_all([flag("OLD"), flag("🚀"), flag("🎉")])
+                session.flush()
+                session.rollback()
+        finally:
+            engine.dispose()

@@ -26,11 +26,15 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(path="/api
 
 def semantic_refusal(response: Any) -> bool:
     """Valid by the schema, refused by a rule about state or storage, each documented:
-    404 (no such item), 409 (the key is taken), 412 (If-Match names another version), 422 for an
-    integer beyond 64 bits (TiDB's JSON would silently turn it into a float)."""
+    404 (no such item), 409 (the key is taken, a segment in use), 412 (If-Match names another
+    version), 422 for an integer beyond 64 bits (TiDB's JSON would silently turn it into a
+    float), and 422 for targeting that could never work (docs/TARGETING.md: a segment or parent
+    flag that does not exist, a prerequisite cycle, a regex RE2 refuses, a value its operator
+    cannot parse; none of it can be said in JSON Schema)."""
     if response.status_code in {404, 409, 412}:
         return True
-    return response.status_code == 422 and "64-bit" in response.text
+    targeting = "urn:aurora-config:problem:invalid-targeting"
+    return response.status_code == 422 and ("64-bit" in response.text or targeting in response.text)
 
 
 @schema.parametrize()
