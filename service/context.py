@@ -9,10 +9,11 @@ AURORA_MAX_CONTEXT_BYTES a 413 naming the setting.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Request
+from starlette.datastructures import State
 
 from service.errors import InvalidInput, PayloadTooLarge
 
@@ -48,9 +49,9 @@ def query_properties(
     return properties
 
 
-def context_limit(state: object) -> int:
-    settings = getattr(state, "settings", None)
-    return int(getattr(settings, "max_context_bytes", DEFAULT_CONTEXT_BYTES))
+def context_limit(state: State) -> int:
+    limit: int = state.settings.max_context_bytes
+    return limit
 
 
 async def properties_query(request: Request) -> dict[str, str] | None:
@@ -63,3 +64,21 @@ async def properties_query(request: Request) -> dict[str, str] | None:
 
 
 PropertiesQuery = Annotated[dict[str, str] | None, Depends(properties_query)]
+
+# The OpenAPI description of the parameters the dependency reads from the raw query string.
+PROPERTIES_PARAMETER: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "properties",
+            "in": "query",
+            "style": "deepObject",
+            "explode": True,
+            "required": False,
+            "description": (
+                "Context properties for targeted flags, as Unleash's frontend API takes them: "
+                "`properties[country]=DE`"
+            ),
+            "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+        }
+    ]
+}

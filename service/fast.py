@@ -29,7 +29,13 @@ from service.headers import header
 from service.principal import Principal
 from service.reads import Reads
 from service.routers.stream import stream_response
-from service.schemas import LAST_EVENT_ID_LENGTH, USER_ID_LENGTH, check_key, check_service
+from service.schemas import (
+    LAST_EVENT_ID_LENGTH,
+    USER_ID_LENGTH,
+    check_flag_key,
+    check_key,
+    check_service,
+)
 
 CHECK = "/api/v1/feature-flags/check/"
 STREAM = "/api/v1/stream"
@@ -126,7 +132,7 @@ class FastReads:
         # scope["path"] is already percent-decoded (UTF-8), as the router sees it; query names
         # and values too (parse_qsl), `properties[NAME]=VALUE` included.
         properties = query_properties(query.items(), user_id, limit=limit)
-        enabled = await reads.check(environment, check_key(raw_key), user_id, properties)
+        enabled = await reads.check(environment, check_flag_key(raw_key), user_id, properties)
         return (b'{"enabled":true}' if enabled else b'{"enabled":false}'), [JSON]
 
     @staticmethod
