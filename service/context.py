@@ -78,7 +78,11 @@ PROPERTIES_PARAMETER: dict[str, Any] = {
                 "Context properties for targeted flags, as Unleash's frontend API takes them: "
                 "`properties[country]=DE`"
             ),
-            "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+            "schema": {
+                "type": "object",
+                "propertyNames": {"minLength": 1},
+                "additionalProperties": {"type": "string"},
+            },
         }
     ]
 }
