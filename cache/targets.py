@@ -61,9 +61,9 @@ class Targets:
             return
         self.items[key] = item
         try:
-            self.flags[key] = Flag.of(item)
             if is_plain(item):
                 self.plain[key] = flag_state(item)
+            self.flags[key] = Flag.of(item)
         except (KeyError, TypeError, ValueError) as exc:
             # Stored items were validated on write; an item this version cannot read (written
             # by a newer one, say) must not stop the feed: it answers ERROR until replaced.
