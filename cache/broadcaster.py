@@ -93,8 +93,11 @@ class Subscriber:
 
     def wants(self, message: FeedMessage) -> bool:
         event = message.event
+        # Flags and segments go to everyone; a configuration to its own service, or all if global.
         return (
-            event is None or event.kind == "flag" or event.service_name in (None, self.service_name)
+            event is None
+            or event.kind != "config"
+            or event.service_name in (None, self.service_name)
         )
 
     def close(self, reason: str) -> None:

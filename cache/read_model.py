@@ -1,4 +1,5 @@
-"""The Redis read model: every configuration and flag of an environment, kept current by Lua.
+"""The Redis read model: every configuration, flag and segment of an environment, kept current
+by Lua.
 
 Writes arrive as ChangeEvents (from the outbox) and are applied by one Lua script that, atomically:
 (a) ignores the event unless its version is newer than the one Redis holds for that item (so
@@ -94,18 +95,20 @@ return rev
 _SNAPSHOT = """
 return {redis.call('GET', KEYS[1]) or '', redis.call('GET', KEYS[2]) or '0',
         redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]),
-        redis.call('HGETALL', KEYS[5])}
+        redis.call('HGETALL', KEYS[5]), redis.call('HGETALL', KEYS[6])}
 """
 
 # Swap the staged hashes in, start a new epoch, drop the old epoch's feed, tell subscribers.
 # Refuses (-1) if another rebuild already set an epoch meanwhile, and (-4) if this builder no
 # longer holds the lock (it stalled past its TTL and another took over: the fencing token). The
 # applied watermarks become the database sequence (per shard) the staged items were read at.
+# KEYS: epoch, rev, the live configs, flags, segments and versions, feed, the same four staged,
+# lock, applied, ahead.
 _FINISH_REBUILD = """
-if redis.call('GET', KEYS[10]) ~= ARGV[5] then return -4 end
+if redis.call('GET', KEYS[12]) ~= ARGV[5] then return -4 end
 if redis.call('EXISTS', KEYS[1]) == 1 and ARGV[4] == 'if-missing' then return -1 end
-for i = 0, 2 do
-  local staged, live = KEYS[7 + i], KEYS[3 + i]
+for i = 0, 3 do
+  local staged, live = KEYS[8 + i], KEYS[3 + i]
   if redis.call('EXISTS', staged) == 1 then
     redis.call('RENAME', staged, live)
     redis.call('PERSIST', live)
@@ -113,9 +116,9 @@ for i = 0, 2 do
     redis.call('DEL', live)
   end
 end
-redis.call('DEL', KEYS[6], KEYS[11], KEYS[12])
-redis.call('HSET', KEYS[11], '_', '1')
-for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[11], ARGV[i], ARGV[i + 1]) end
+redis.call('DEL', KEYS[7], KEYS[13], KEYS[14])
+redis.call('HSET', KEYS[13], '_', '1')
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[13], ARGV[i], ARGV[i + 1]) end
 redis.call('SET', KEYS[1], ARGV[1])
 local rev = tonumber(redis.call('GET', KEYS[2]) or '0')
 redis.call('SET', KEYS[2], rev)
@@ -142,14 +145,14 @@ class Tombstone:
     the apply script does, so an older change of that key (one still in the outbox, say) is
     refused instead of bringing the deleted item back."""
 
-    kind: str  # config | flag
+    kind: str  # config | flag | segment
     service_name: str | None
-    key: str
+    key: str  # a segment's name
     version: int
 
     @property
     def field(self) -> str:
-        return self.key if self.kind == "flag" else config_field(self.service_name, self.key)
+        return config_field(self.service_name, self.key) if self.kind == "config" else self.key
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +164,7 @@ class EnvironmentItems:
     flags: list[Item]
     tombstones: list[Tombstone]
     sequence: dict[int, int] = field(default_factory=dict)
+    segments: list[Item] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +217,7 @@ class Snapshot:
     # Every version Redis holds, tombstones of deleted keys included ("c|svc|key" -> 3): a
     # replica hydrated from it refuses an older change of a deleted key as the script does.
     versions: dict[str, int] = field(default_factory=dict)
+    segments: list[Item] = field(default_factory=list)
 
 
 def _text(value: bytes | str) -> str:
@@ -238,7 +243,7 @@ def _chunks(pairs: Iterable[tuple[str, T]], size: int = 2000) -> Iterator[dict[s
 def _item_field(item: Item, kind: str) -> str:
     if kind == "config":
         return config_field(item.get("service_name"), item["config_key"])
-    return str(item["flag_key"])
+    return str(item["flag_key"] if kind == "flag" else item["name"])
 
 
 class RedisReadModel:
@@ -262,10 +267,7 @@ class RedisReadModel:
         has no read model, or DAMAGED (-2) if Redis lost part of it (the epoch is retired: the
         caller rebuilds). STALE and SUPERSEDED still record the sequence number as applied."""
         k = self.keys.env(event.environment)
-        if event.kind == "config":
-            field, data = config_field(event.service_name, event.key), k.configs
-        else:
-            field, data = event.key, k.flags
+        field, data = self._field(event), k.data(event.kind)
         state = b"" if event.state is None else orjson.dumps(event.state)
         result = await self._apply(
             keys=[k.epoch, k.revision, data, k.versions, k.feed, k.applied, k.ahead],
@@ -283,6 +285,12 @@ class RedisReadModel:
             ],
         )
         return int(result)
+
+    @staticmethod
+    def _field(event: ChangeEvent) -> str:
+        if event.kind == "config":
+            return config_field(event.service_name, event.key)
+        return event.key
 
     async def rebuild(
         self,
@@ -302,14 +310,15 @@ class RedisReadModel:
         version.
         """
         k = self.keys.env(environment)
-        staged = [k.staging(k.configs, token), k.staging(k.flags, token)]
-        staged.append(k.staging(k.versions, token))
+        live = [k.configs, k.flags, k.segments, k.versions]
+        staged = [k.staging(name, token) for name in live]
         await self.redis.delete(*staged)
         for chunk in _chunks((version_field(t.kind, t.field), t.version) for t in items.tombstones):
             await self._stage(None, staged, {}, chunk)
         for kind, rows, target in (
             ("config", items.configs, staged[0]),
             ("flag", items.flags, staged[1]),
+            ("segment", items.segments, staged[2]),
         ):
             for batch in _chunks((_item_field(item, kind), item) for item in rows):
                 await self._stage(
@@ -321,18 +330,7 @@ class RedisReadModel:
         epoch = uuid.uuid4().hex
         result = int(
             await self._finish(
-                keys=[
-                    k.epoch,
-                    k.revision,
-                    k.configs,
-                    k.flags,
-                    k.versions,
-                    k.feed,
-                    *staged,
-                    k.lock,
-                    k.applied,
-                    k.ahead,
-                ],
+                keys=[k.epoch, k.revision, *live, k.feed, *staged, k.lock, k.applied, k.ahead],
                 args=[
                     epoch,
                     self.keys.channel,
@@ -360,7 +358,7 @@ class RedisReadModel:
         async with self.redis.pipeline(transaction=False) as pipe:
             if data_key is not None:
                 pipe.hset(data_key, mapping=batch)  # type: ignore[arg-type]
-            pipe.hset(staged[2], mapping=versions)  # type: ignore[arg-type]
+            pipe.hset(staged[-1], mapping=versions)  # type: ignore[arg-type]
             for key in staged:
                 pipe.pexpire(key, STAGING_TTL_MS)
             await pipe.execute()
@@ -446,15 +444,34 @@ class RedisReadModel:
         (item,) = await self._hget(environment, "flags", key)
         return item
 
+    async def segment(self, environment: str, name: str) -> Item | None:
+        (item,) = await self._hget(environment, "segments", name)
+        return item
+
+    async def targeting(self, environment: str) -> tuple[list[Item], list[Item]]:
+        """Every flag and every segment of the environment (what evaluating a targeted flag may
+        need: its prerequisites' flags and its rules' segments), in one round trip."""
+        k = self.keys.env(environment)
+        async with self.redis.pipeline(transaction=True) as pipe:  # one consistent view
+            pipe.exists(k.epoch)
+            pipe.hvals(k.flags)
+            pipe.hvals(k.segments)
+            built, flags, segments = await pipe.execute()
+        if not built:
+            raise NotBuilt(environment)
+        return [orjson.loads(v) for v in flags], [orjson.loads(v) for v in segments]
+
     async def snapshot(self, environment: str) -> Snapshot:
         k = self.keys.env(environment)
-        epoch, revision, configs, flags, versions = await self._snapshot(
-            keys=[k.epoch, k.revision, k.configs, k.flags, k.versions]
+        epoch, revision, configs, flags, segments, versions = await self._snapshot(
+            keys=[k.epoch, k.revision, k.configs, k.flags, k.segments, k.versions]
         )
         if not epoch:
             raise NotBuilt(environment)
         held = {_text(versions[i]): int(versions[i + 1]) for i in range(0, len(versions), 2)}
-        return Snapshot(_text(epoch), int(revision), _items(configs), _items(flags), held)
+        return Snapshot(
+            _text(epoch), int(revision), _items(configs), _items(flags), held, _items(segments)
+        )
 
     async def replay(self, environment: str, after: int, *, limit: int) -> list[FeedMessage] | None:
         """The feed's messages after revision `after`, or None when the stream no longer holds

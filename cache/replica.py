@@ -4,6 +4,9 @@ Fed by the same change messages as Redis (applied by version, like the Lua scrip
 per environment only while it is in step: hydrated from a snapshot, its subscription live, and
 every revision since applied with no gap. Anything else makes it untrusted until resynchronised,
 and the read path then goes to Redis.
+
+Flags and segments are also held compiled for evaluation (cache/targets.py): each is compiled
+when a change or a snapshot brings it, so a check on the hot path parses nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from aurora_client.events import ChangeEvent
 from cache.keys import config_field, version_field
 from cache.messages import FeedMessage
 from cache.read_model import Snapshot
+from cache.targets import Targets
 
 Item = dict[str, Any]
 
@@ -26,26 +30,39 @@ class EnvironmentCopy:
     epoch: str
     revision: int
     configs: dict[str, Item] = field(default_factory=dict)  # config_field -> item
-    flags: dict[str, Item] = field(default_factory=dict)
+    segments: dict[str, Item] = field(default_factory=dict)  # name -> item
     versions: dict[str, int] = field(default_factory=dict)
     trusted: bool = True
     updated: float = field(default_factory=time.monotonic)
+    targets: Targets = field(default_factory=Targets)  # flag items, compiled flags and segments
+
+    @property
+    def flags(self) -> dict[str, Item]:
+        """flag key -> item (held by `targets`, next to the compiled flags)."""
+        return self.targets.items
 
     def apply_event(self, event: ChangeEvent) -> bool:
-        """Apply by version: True if it changed anything."""
-        if event.kind == "config":
-            key, table = config_field(event.service_name, event.key), self.configs
-        else:
-            key, table = event.key, self.flags
+        """Apply by version: True if it changed anything. A flag or a segment is compiled here."""
+        key = config_field(event.service_name, event.key) if event.kind == "config" else event.key
         vfield = version_field(event.kind, key)
         if self.versions.get(vfield, 0) >= event.version:
             return False
         self.versions[vfield] = event.version
-        if event.state is None:
-            table.pop(key, None)
+        if event.kind == "flag":
+            self.targets.set_flag(key, event.state)
+        elif event.kind == "segment":
+            self.targets.set_segment(key, event.state)
+            _store(self.segments, key, event.state)
         else:
-            table[key] = event.state
+            _store(self.configs, key, event.state)
         return True
+
+
+def _store(table: dict[str, Item], key: str, state: Item | None) -> None:
+    if state is None:
+        table.pop(key, None)
+    else:
+        table[key] = state
 
 
 class Replica:
@@ -80,6 +97,7 @@ class Replica:
                 "trusted": env.trusted,
                 "configs": len(env.configs),
                 "flags": len(env.flags),
+                "segments": len(env.segments),
                 "seconds_since_change": round(time.monotonic() - env.updated, 3),
             }
             for name, env in self._envs.items()
@@ -94,14 +112,17 @@ class Replica:
             revision=snapshot.revision,
             versions=dict(snapshot.versions),
             trusted=trusted,
+            targets=Targets.of(snapshot.flags, snapshot.segments),
         )
         for item in snapshot.configs:
             name = config_field(item.get("service_name"), item["config_key"])
             copy.configs[name] = item
             copy.versions[version_field("config", name)] = int(item["version"])
         for item in snapshot.flags:
-            copy.flags[item["flag_key"]] = item
             copy.versions[version_field("flag", item["flag_key"])] = int(item["version"])
+        for item in snapshot.segments:
+            copy.segments[item["name"]] = item
+            copy.versions[version_field("segment", item["name"])] = int(item["version"])
         self._envs[environment] = copy
 
     def follow(self, message: FeedMessage) -> bool:

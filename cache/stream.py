@@ -65,6 +65,7 @@ def snapshot_event(
         "service_name": service_name,
         "configs": configs,
         "flags": list(copy.flags.values()),
+        "segments": list(copy.segments.values()),
         # Clients treat a stream silent for two of these as stale.
         "heartbeat_seconds": heartbeat_seconds,
     }

@@ -21,6 +21,7 @@ from sse_starlette import EventSourceResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cache.stream import StreamUnavailable
+from service.context import context_limit, query_properties
 from service.deps import Rules
 from service.errors import AuroraError
 from service.etag import format_etag
@@ -28,7 +29,13 @@ from service.headers import header
 from service.principal import Principal
 from service.reads import Reads
 from service.routers.stream import stream_response
-from service.schemas import LAST_EVENT_ID_LENGTH, USER_ID_LENGTH, check_key, check_service
+from service.schemas import (
+    LAST_EVENT_ID_LENGTH,
+    USER_ID_LENGTH,
+    check_flag_key,
+    check_key,
+    check_service,
+)
 
 CHECK = "/api/v1/feature-flags/check/"
 STREAM = "/api/v1/stream"
@@ -104,7 +111,8 @@ class FastReads:
             return None  # the route answers 401/403
         try:
             if path.startswith(CHECK):
-                answer = await self._check(reads, environment, path[len(CHECK) :], query)
+                limit = context_limit(state)
+                answer = await self._check(reads, environment, path[len(CHECK) :], query, limit)
             else:
                 answer = await self._value(reads, environment, path[len(VALUE) :], query)
         except (ValueError, AuroraError):
@@ -116,14 +124,16 @@ class FastReads:
 
     @staticmethod
     async def _check(
-        reads: Reads, environment: str, raw_key: str, query: dict[str, str]
+        reads: Reads, environment: str, raw_key: str, query: dict[str, str], limit: int
     ) -> tuple[bytes, list[tuple[bytes, bytes]]] | None:
         user_id = query.get("user_id")
         if user_id is not None and not 0 < len(user_id) <= USER_ID_LENGTH:
             return None
-        # scope["path"] is already percent-decoded, as the router sees it.
-        found = await reads.evaluate(environment, check_key(raw_key), user_id)
-        return (b'{"enabled":true}' if found.result.enabled else b'{"enabled":false}'), [JSON]
+        # scope["path"] is already percent-decoded (UTF-8), as the router sees it; query names
+        # and values too (parse_qsl), `properties[NAME]=VALUE` included.
+        properties = query_properties(query.items(), user_id, limit=limit)
+        enabled = await reads.check(environment, check_flag_key(raw_key), user_id, properties)
+        return (b'{"enabled":true}' if enabled else b'{"enabled":false}'), [JSON]
 
     @staticmethod
     async def _value(

@@ -323,12 +323,13 @@ class Propagator:
         if epoch is not None:
             self.rebuilds[cause] += 1
             log.info(
-                "rebuilt the read model of %s (%s): %d configs, %d flags, %d tombstones, "
-                "sequence %s, epoch %s, %.3fs",
+                "rebuilt the read model of %s (%s): %d configs, %d flags, %d segments, "
+                "%d tombstones, sequence %s, epoch %s, %.3fs",
                 environment,
                 cause,
                 len(items.configs),
                 len(items.flags),
+                len(items.segments),
                 len(items.tombstones),
                 items.sequence,
                 epoch,

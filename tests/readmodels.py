@@ -15,6 +15,7 @@ async def build(
     *,
     configs: Iterable[dict[str, Any]] = (),
     flags: Iterable[dict[str, Any]] = (),
+    segments: Iterable[dict[str, Any]] = (),
     tombstones: Iterable[Tombstone] = (),
     sequence: dict[int, int] | None = None,
     force: bool = False,
@@ -23,7 +24,13 @@ async def build(
     token = uuid.uuid4().hex
     assert await model.lock(environment, token, 10_000), "the rebuild lock is taken"
     try:
-        items = EnvironmentItems(list(configs), list(flags), list(tombstones), sequence or {})
+        items = EnvironmentItems(
+            configs=list(configs),
+            flags=list(flags),
+            segments=list(segments),
+            tombstones=list(tombstones),
+            sequence=sequence or {},
+        )
         return await model.rebuild(environment, items, token=token, force=force)
     finally:
         await model.unlock(environment, token)

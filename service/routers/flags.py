@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
+from service.context import PROPERTIES_PARAMETER, PropertiesQuery
 from service.deps import (
     EnvQuery,
     FlagKeyPath,
@@ -94,10 +95,12 @@ async def list_flags(
     )
 
 
-@router.get("/bulk", response_model=dict[str, bool])
-async def bulk_flags(reads: ReadsDep, env: ReadableEnv, user_id: UserId = None) -> dict[str, bool]:
+@router.get("/bulk", response_model=dict[str, bool], openapi_extra=PROPERTIES_PARAMETER)
+async def bulk_flags(
+    reads: ReadsDep, env: ReadableEnv, properties: PropertiesQuery, user_id: UserId = None
+) -> dict[str, bool]:
     """Every flag of the environment, evaluated for the user when one is given."""
-    return await reads.bulk_flags(env, user_id)
+    return await reads.bulk_flags(env, user_id, properties)
 
 
 @router.get("/key/{key:path}", response_model=FlagOut)
@@ -107,11 +110,18 @@ async def get_flag_by_key(
     return shown(response, FlagOut.of(await reads.flag(env, key)))
 
 
-@router.get("/evaluate/{key:path}", response_model=EvaluationOut)
+@router.get(
+    "/evaluate/{key:path}", response_model=EvaluationOut, openapi_extra=PROPERTIES_PARAMETER
+)
 async def evaluate_flag(
-    key: FlagKeyPath, reads: ReadsDep, env: ReadableEnv, user_id: UserId = None
+    key: FlagKeyPath,
+    reads: ReadsDep,
+    env: ReadableEnv,
+    properties: PropertiesQuery,
+    user_id: UserId = None,
 ) -> EvaluationOut:
-    found = await reads.evaluate(env, key, user_id)
+    """Today's reasons; a targeted flag's are mapped onto them (docs/TARGETING.md)."""
+    found = await reads.evaluate(env, key, user_id, properties)
     return EvaluationOut(
         flag_key=key,
         environment=env,
@@ -124,11 +134,15 @@ async def evaluate_flag(
     )
 
 
-@router.get("/check/{key:path}", response_model=CheckOut)
+@router.get("/check/{key:path}", response_model=CheckOut, openapi_extra=PROPERTIES_PARAMETER)
 async def check_flag(
-    key: FlagKeyPath, reads: ReadsDep, env: ReadableEnv, user_id: UserId = None
+    key: FlagKeyPath,
+    reads: ReadsDep,
+    env: ReadableEnv,
+    properties: PropertiesQuery,
+    user_id: UserId = None,
 ) -> CheckOut:
-    return CheckOut(enabled=(await reads.evaluate(env, key, user_id)).result.enabled)
+    return CheckOut(enabled=await reads.check(env, key, user_id, properties))
 
 
 @router.put("/toggle/{key:path}", response_model=FlagOut, responses={200: WRITTEN})

@@ -76,14 +76,15 @@ def committed(uow: UnitOfWork, environment: str) -> tuple[dict[int, int], list[t
 
 
 def environment_items(uow: UnitOfWork, environment: str) -> EnvironmentItems:
-    """Every configuration and flag of an environment as the read model stores them, the
-    tombstones of the keys deleted there, and the committed sequence number they reflect: all
-    read in one transaction, so they describe one moment."""
+    """Every configuration, flag and segment of an environment as the read model stores them,
+    the tombstones of the keys (and segment names) deleted there, and the committed sequence
+    number they reflect: all read in one transaction, so they describe one moment."""
     with uow:
         sequence, _waiting = uow.outbox.committed(environment)
         return EnvironmentItems(
             configs=[c.snapshot() for c in uow.configs.in_environment(environment)],
             flags=[f.snapshot() for f in uow.flags.in_environment(environment)],
+            segments=[s.snapshot() for s in uow.segments.in_environment(environment)],
             tombstones=[Tombstone(*row) for row in uow.history.deleted_versions(environment)],
             sequence=sequence,
         )

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -133,6 +134,52 @@ def test_a_stream_carries_globals_its_own_service_and_flags_only(instance: Insta
             ("config", "billing"),
             ("flag", None),
         ]
+
+
+SEGMENTS = "/api/v1/segments"
+UNICODE_KEYS = ["Hellø_Wørld", "🚀", "a|b"]
+
+
+def test_segments_ride_the_stream_and_any_unicode_key_is_carried_whole(instance: Instance) -> None:
+    """Issue 10: the snapshot carries segments, a segment change is one event (however many
+    flags name it), and keys with non-ASCII characters, emoji and "|" arrive intact, in the
+    snapshot and in events, through percent-encoded request paths."""
+    with instance() as server:
+        users = [{"context_name": "userId", "operator": "IN", "values": ["7"]}]
+        segment = {"name": "testers", "constraints": users}
+        assert httpx.post(f"{server.url}{SEGMENTS}/", json=segment).status_code == 201
+        rule = {"constraints": [], "segments": ["testers"]}
+        for key in ("t1", "t2"):
+            body = {"flag_key": key, "is_enabled": True, "rules": [rule]}
+            assert httpx.post(f"{server.url}{FLAGS}/", json=body).status_code == 201
+        for key in UNICODE_KEYS:
+            make_flag(server, key)
+        with Subscription(server.url) as sub:
+            snapshot = sub.next()
+            body = json.loads(snapshot.data)
+            assert [(s["name"], s["version"]) for s in body["segments"]] == [("testers", 1)]
+            assert sorted(f["flag_key"] for f in body["flags"]) == sorted(
+                ["t1", "t2", *UNICODE_KEYS]
+            )
+            update = {"constraints": [{**users[0], "values": ["8"]}]}
+            changed = httpx.put(f"{server.url}{SEGMENTS}/testers", json=update)
+            assert changed.status_code == 200
+            for key in UNICODE_KEYS:
+                assert rollout(server, 40, quote(key, safe="")).status_code == 200
+            seen = sub.changes(1 + len(UNICODE_KEYS))
+            assert (seen[0]["kind"], seen[0]["key"], seen[0]["version"]) == (
+                "segment",
+                "testers",
+                2,
+            )
+            assert seen[0]["state"]["constraints"][0]["values"] == ["8"]
+            assert [(c["kind"], c["key"]) for c in seen[1:]] == [("flag", k) for k in UNICODE_KEYS]
+            assert [c["state"]["flag_key"] for c in seen[1:]] == UNICODE_KEYS
+            cursor = sub.last_id
+        for key in UNICODE_KEYS:  # and a resume replays them intact from the Redis stream
+            assert rollout(server, 60, quote(key, safe="")).status_code == 200
+        with Subscription(server.url, last_event_id=cursor) as again:
+            assert [c["key"] for c in again.changes(len(UNICODE_KEYS))] == UNICODE_KEYS
 
 
 def frames(lines: Iterator[str]) -> Iterator[dict[str, str]]:

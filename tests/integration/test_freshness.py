@@ -14,18 +14,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
+from aurora_client.events import ChangeEvent
 from redis.asyncio import Redis
 from sqlalchemy import text
 
 from cache.keys import Keys
-from cache.read_model import RedisReadModel
+from cache.read_model import SUPERSEDED, RedisReadModel
 from cache.replica import Replica
 from database.engine import make_engine
 from service import propagation
 from service.principal import ADMIN, Principal
 from service.propagation import Cause, Outcome, Propagator
 from service.store import Store
-from service.usecases import configs, outbox
+from service.usecases import configs, outbox, segments
 from tests.backends import REDIS_DB, REDIS_HOST, REDIS_PORT, check_redis, delete_prefix, new_prefix
 
 ENV = "production"
@@ -91,6 +92,27 @@ def timeout_is(value: int, env: str = ENV) -> dict[str, Any]:
     }
 
 
+def users_in(users: list[str]) -> list[dict[str, Any]]:
+    return [{"context_name": "userId", "operator": "IN", "values": users}]
+
+
+def segment_is(users: list[str]) -> dict[str, Any]:
+    """The arguments of `segments.create` that create the segment `testers` of these users."""
+    return {
+        "env": ENV,
+        "name": "testers",
+        "description": None,
+        "constraints": users_in(users),
+        "actor": ADMIN_ACTOR,
+        "max_segments": 1000,
+    }
+
+
+async def segment_values(rig: Rig) -> Any:
+    item = await rig.model.segment(ENV, "testers")
+    return None if item is None else item["constraints"][0]["values"]
+
+
 async def within(awaitable: Awaitable[T]) -> T:
     async with asyncio.timeout(DEADLINE):
         return await awaitable
@@ -126,6 +148,58 @@ async def test_a_redis_that_came_back_with_older_data_is_found_and_rebuilt(rig: 
     assert await rig.model.epoch(ENV) not in (None, epoch)
     assert rig.propagator.detections[Cause.LOST_WRITES] == 1
     assert await rig.propagator.verify(ENV) is None
+
+
+async def test_a_lost_segment_change_is_found_and_rebuilt(rig: Rig) -> None:
+    """As above, for a segment (issue 10): its update is committed and was applied, then Redis
+    came back without it. The proof covers segment changes like any other, and the rebuild
+    brings the segment's new constraints (and its version) back."""
+    created = await rig.propagator.write(segments.create, **segment_is(["1"]))
+    assert created.outcome is Outcome.COMPLETE
+    k = rig.model.keys.env(ENV)
+    names = [k.epoch, k.revision, k.segments, k.versions, k.feed, k.applied, k.ahead]
+    saved = {name: await rig.redis.dump(name) for name in names}
+    changes = {"constraints": users_in(["2"])}
+    updated = await rig.propagator.write(
+        segments.update, ENV, "testers", changes, if_match=None, actor=ADMIN_ACTOR
+    )
+    assert updated.outcome is Outcome.COMPLETE
+    for name, dumped in saved.items():
+        await rig.redis.delete(name)
+        if dumped is not None:
+            await rig.redis.restore(name, 0, dumped)
+    assert await segment_values(rig) == ["1"]  # the update is gone from Redis
+
+    loss = await within(rig.propagator.verify(ENV))
+    assert loss is not None
+    epoch, cause = loss
+    assert cause == Cause.LOST_WRITES
+    await within(rig.propagator.rebuild_lost(ENV, epoch, cause))
+    assert await segment_values(rig) == ["2"]
+    assert (await rig.model.snapshot(ENV)).versions["s|testers"] == 2
+    assert await rig.propagator.verify(ENV) is None
+
+
+async def test_a_deleted_segment_stays_deleted_through_a_rebuild(rig: Rig) -> None:
+    await rig.propagator.write(segments.create, **segment_is(["1"]))
+    await rig.propagator.write(segments.delete, ENV, "testers", if_match=None, actor=ADMIN_ACTOR)
+    await within(rig.propagator.rebuild_lost(ENV, await rig.model.epoch(ENV) or "", Cause.MISSING))
+    assert await rig.model.segment(ENV, "testers") is None
+    assert (await rig.model.snapshot(ENV)).versions["s|testers"] == 2  # its tombstone
+    stale = await rig.model.apply(
+        ChangeEvent.from_dict(
+            {
+                "kind": "segment",
+                "op": "upsert",
+                "key": "testers",
+                "environment": ENV,
+                "service_name": None,
+                "version": 1,
+                "state": {"name": "testers", "constraints": [], "version": 1},
+            }
+        )
+    )
+    assert stale == SUPERSEDED  # a late upsert from the outbox does not bring it back
 
 
 async def test_changes_waiting_in_the_outbox_are_not_counted_as_lost(rig: Rig) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import redis
@@ -114,6 +115,54 @@ def test_reads_need_no_sql_once_warm(mariadb_url: str, redis_prefix: str) -> Non
             assert client.get(f"{FLAGS}/check/missing").status_code == 404
         assert statements == []
         assert app_of(client).state.reads.served["database"] == 0
+
+
+SEGMENTS = "/api/v1/segments"
+
+
+def test_targeted_reads_need_no_sql_and_follow_a_segment_change(
+    mariadb_url: str, redis_prefix: str
+) -> None:
+    """Issue 10: a flag whose rule names a segment and a property, under a Unicode key, answered
+    from the replica (compiled when the change arrived) with no SQL, the check on the fast path
+    with `properties[NAME]=VALUE`; a change of the segment changes the answer at once."""
+    key = "Hellø_Wørld|🚀"
+    path = quote(key, safe="")
+    with start(mariadb_url, redis_prefix) as client:
+        users = [{"context_name": "userId", "operator": "IN", "values": ["7"]}]
+        segment = {"name": "testers", "constraints": users}
+        assert client.post(f"{SEGMENTS}/", json=segment).status_code == 201
+        country = {"context_name": "country", "operator": "IN", "values": ["DE"]}
+        rule = {"id": "de", "constraints": [country], "segments": ["testers"]}
+        flag = {"flag_key": key, "is_enabled": True, "rules": [rule]}
+        assert client.post(f"{FLAGS}/", json=flag).status_code == 201
+        reads = app_of(client).state.reads
+        statements = count_sql(app_of(client))
+
+        def check(user: str, **properties: str) -> bool:
+            params = {"user_id": user} | {f"properties[{n}]": v for n, v in properties.items()}
+            answer = client.get(f"{FLAGS}/check/{path}", params=params)
+            assert answer.status_code == 200, answer.text
+            return bool(answer.json()["enabled"])
+
+        assert check("7", country="DE")
+        assert not check("7")
+        assert not check("8", country="DE")
+        assert reads.served["fast_path"] == 3
+        evaluated = client.get(
+            f"{FLAGS}/evaluate/{path}", params={"user_id": "7", "properties[country]": "DE"}
+        ).json()
+        assert (evaluated["flag_key"], evaluated["enabled"]) == (key, True)
+        assert evaluated["reason"] == "ROLLOUT_IN"
+        bulk = client.get(f"{FLAGS}/bulk", params={"user_id": "7", "properties[country]": "DE"})
+        assert bulk.json() == {key: True}
+        assert statements == []
+        assert reads.served["database"] == 0
+
+        update = {"constraints": [{**users[0], "values": ["8"]}]}
+        assert client.put(f"{SEGMENTS}/testers", json=update).status_code == 200
+        assert not check("7", country="DE")
+        assert check("8", country="DE")
 
 
 def test_status_shows_the_replicas_revision_and_lag(mariadb_url: str, redis_prefix: str) -> None:

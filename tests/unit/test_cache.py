@@ -401,3 +401,196 @@ async def test_a_builder_that_lost_its_lock_swaps_nothing_in(model: RedisReadMod
     assert await model.lock_holder(ENV) == "second"
     epoch = await model.rebuild(ENV, EnvironmentItems([], [], []), token="second")
     assert epoch is not None
+
+
+# -- segments: a third kind of item through the read model and the replica (issue 10) -------
+
+
+def segment_event(version: int, values: list[str] | None = None, name: str = "beta") -> ChangeEvent:
+    state = (
+        None
+        if values is None
+        else {
+            "name": name,
+            "environment": ENV,
+            "description": None,
+            "constraints": [{"context_name": "userId", "operator": "IN", "values": values}],
+            "version": version,
+        }
+    )
+    return ChangeEvent.from_dict(
+        {
+            "kind": "segment",
+            "op": "delete" if values is None else "upsert",
+            "key": name,
+            "environment": ENV,
+            "service_name": None,
+            "version": version,
+            "state": state,
+        }
+    )
+
+
+async def test_a_segment_is_applied_by_version_with_tombstones_and_sequence_numbers(
+    model: RedisReadModel,
+) -> None:
+    """The same Lua apply as configs and flags: compare-and-set by version, a delete keeps its
+    version, each applied change bumps the revision and is recorded for the proof."""
+    assert await model.apply(segment_event(2, ["1"]), 1, 4) == 1
+    assert await model.apply(segment_event(1, ["old"]), 2, 4) == SUPERSEDED
+    assert await model.apply(segment_event(2, ["1"]), 1, 4) == STALE
+    assert (await model.segment(ENV, "beta"))["constraints"][0]["values"] == ["1"]  # type: ignore[index]
+    assert await model.apply(segment_event(3), 3, 4) == 2  # deleted
+    assert await model.segment(ENV, "beta") is None
+    assert await model.apply(segment_event(2, ["1"]), 4, 4) == SUPERSEDED  # no resurrection
+    assert await model.segment(ENV, "beta") is None
+    assert await model.revision(ENV) == 2
+    assert (await model.applied(ENV)).watermarks == {4: 4}
+    replayed = await model.replay(ENV, 0, limit=10)
+    assert [(m.event.kind, m.event.op) for m in replayed or [] if m.event] == [
+        ("segment", "upsert"),
+        ("segment", "delete"),
+    ]
+
+
+async def test_a_segment_and_a_flag_of_the_same_name_are_separate_items(
+    model: RedisReadModel,
+) -> None:
+    await model.apply(segment_event(5, ["1"], name="f"))
+    assert await model.apply(flag_event(1)) == 2  # not compared with the segment's version 5
+    assert (await model.flag(ENV, "f"))["version"] == 1  # type: ignore[index]
+    assert (await model.segment(ENV, "f"))["version"] == 5  # type: ignore[index]
+
+
+async def test_a_snapshot_and_a_rebuild_carry_segments_and_their_tombstones(
+    model: RedisReadModel,
+) -> None:
+    await model.apply(segment_event(1, ["1"], name="gone"))
+    snapshot = await model.snapshot(ENV)
+    assert [s["name"] for s in snapshot.segments] == ["gone"]
+    live = segment_event(4, ["7"], name="beta").state
+    await build(
+        model,
+        ENV,
+        segments=[live] if live else [],
+        tombstones=[Tombstone("segment", None, "gone", 2)],
+        force=True,
+    )
+    snapshot = await model.snapshot(ENV)
+    assert [s["name"] for s in snapshot.segments] == ["beta"]
+    assert snapshot.versions == {"s|beta": 4, "s|gone": 2}
+    assert await model.apply(segment_event(1, ["1"], name="gone")) == SUPERSEDED
+    assert await model.apply(segment_event(3, ["x"], name="beta")) == SUPERSEDED
+    assert await model.targeting(ENV) == ([], [live])
+
+
+async def test_a_rebuild_without_segments_drops_the_old_ones(model: RedisReadModel) -> None:
+    await model.apply(segment_event(1, ["1"]))
+    await build(model, ENV, force=True)
+    assert (await model.snapshot(ENV)).segments == []
+    assert await model.segment(ENV, "beta") is None
+
+
+async def test_a_builder_that_lost_its_lock_swaps_no_segments_in(model: RedisReadModel) -> None:
+    await model.apply(segment_event(1, ["kept"]))
+    assert await model.lock(ENV, "second", 10_000)
+    with pytest.raises(LostLock):
+        await model.rebuild(
+            ENV,
+            EnvironmentItems([], [], [], segments=[segment_event(9, ["staged"]).state or {}]),
+            token="first",
+            force=True,
+        )
+    assert (await model.segment(ENV, "beta"))["version"] == 1  # type: ignore[index]
+    assert await model.redis.keys("t:{production}:*staging*") == []
+
+
+def test_the_replica_follows_segment_changes_by_version() -> None:
+    from cache.read_model import Snapshot  # noqa: PLC0415
+
+    replica = Replica()
+    replica.hydrate(ENV, Snapshot("e1", 0, [], [], segments=[segment_event(1, ["1"]).state or {}]))
+    copy = replica.copy(ENV)
+    assert copy is not None
+    assert copy.segments["beta"]["version"] == 1
+    assert "beta" in copy.targets.segments  # compiled with the snapshot
+    assert replica.follow(message(1, segment_event(2, ["2"])))
+    assert copy.segments["beta"]["constraints"][0]["values"] == ["2"]
+    replica.apply_local(segment_event(1, ["old"]), revision=0)  # older: ignored
+    assert copy.segments["beta"]["version"] == 2
+    assert replica.follow(message(2, segment_event(3)))
+    assert "beta" not in copy.segments
+    assert "beta" not in copy.targets.segments
+    assert replica.status()[ENV]["segments"] == 0
+
+
+def test_subscribers_of_any_service_get_segment_changes() -> None:
+    broadcaster = Broadcaster()
+    billing = broadcaster.subscribe(ENV, "billing")
+    broadcaster.publish(message(1, segment_event(1, ["1"])))
+    got = billing.queue.get_nowait()
+    assert got is not None
+    assert got.event is not None
+    assert got.event.kind == "segment"
+
+
+# -- keys are any Unicode without control characters, "|" included (issue 10) ----------------
+
+UNICODE_KEYS = ["Hellø_Wørld", "🚀-launch", "a|b", "|b", "a|"]
+
+
+def named_flag(key: str, version: int = 1, percentage: int = 100) -> ChangeEvent:
+    state = {
+        "flag_key": key,
+        "environment": ENV,
+        "is_enabled": True,
+        "rollout_percentage": percentage,
+        "version": version,
+    }
+    return ChangeEvent("flag", "upsert", key, ENV, None, version, state)
+
+
+async def test_unicode_and_separator_keys_are_distinct_fields_through_apply_and_snapshot(
+    model: RedisReadModel,
+) -> None:
+    """Fields hold keys verbatim: a flag "a|b" is neither the flag "a" nor the configuration
+    "b" of the service "a", and none of their versions is compared with another's."""
+    for number, key in enumerate(UNICODE_KEYS, start=1):
+        assert await model.apply(named_flag(key, version=number)) == number
+    await model.apply(config_event(1, "config"))  # key "k", global
+    await model.apply(named_flag("a", version=1))
+    for number, key in enumerate(UNICODE_KEYS, start=1):
+        item = await model.flag(ENV, key)
+        assert item is not None
+        assert (item["flag_key"], item["version"]) == (key, number)
+    snapshot = await model.snapshot(ENV)
+    assert sorted(f["flag_key"] for f in snapshot.flags) == sorted([*UNICODE_KEYS, "a"])
+    assert snapshot.versions["f|a|b"] == 3
+    assert snapshot.versions["f|a"] == 1
+    replayed = await model.replay(ENV, 0, limit=100)
+    assert [m.event.key for m in replayed or [] if m.event][: len(UNICODE_KEYS)] == UNICODE_KEYS
+    replica = Replica()
+    replica.hydrate(ENV, snapshot)
+    copy = replica.copy(ENV)
+    assert copy is not None
+    assert sorted(copy.flags) == sorted([*UNICODE_KEYS, "a"])
+    assert sorted(copy.targets.plain) == sorted(copy.flags)
+
+
+async def test_a_rebuild_keeps_unicode_keys_and_their_tombstones(model: RedisReadModel) -> None:
+    await build(
+        model,
+        ENV,
+        flags=[named_flag("Hellø_Wørld", 4).state or {}],
+        tombstones=[Tombstone("flag", None, "a|b", 6), Tombstone("config", "a", "b", 2)],
+        force=True,
+    )
+    assert await model.apply(named_flag("a|b", 5)) == SUPERSEDED
+    assert await model.apply(named_flag("Hellø_Wørld", 4)) == STALE
+    assert await model.apply(config_event(1, "x", service="a")) > 0  # key "k": not "a|b"
+    assert (await model.snapshot(ENV)).versions == {
+        "f|Hellø_Wørld": 4,
+        "f|a|b": 6,
+        "c|a|b": 2,
+        "c|a|k": 1,
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -335,3 +336,71 @@ async def test_a_committed_write_whose_propagation_fails_oddly_is_pending_not_an
     rig.model.apply = broken  # type: ignore[method-assign]
     propagator = Propagator(NoStore(), rig.model, rig.replica, wait=1.0, relay_interval=1.0)  # type: ignore[arg-type]
     assert await propagator.propagate([Published(7, flag(1, 70), 0)]) is Outcome.PENDING
+
+
+def segment(version: int, users: list[str] | None) -> ChangeEvent:
+    state = None
+    if users is not None:
+        constraint = {"context_name": "userId", "operator": "IN", "values": users}
+        state = {"name": "testers", "environment": ENV, "constraints": [constraint]}
+    return ChangeEvent.from_dict(
+        {
+            "kind": "segment",
+            "op": "upsert" if users is not None else "delete",
+            "key": "testers",
+            "environment": ENV,
+            "service_name": None,
+            "version": version,
+            "state": None if state is None else state | {"version": version},
+        }
+    )
+
+
+async def test_a_segment_change_is_one_event_and_recompiles_what_flags_see(rig: Rig) -> None:
+    """A segment used by a targeted flag changes: one event on the stream, and the replica's
+    compiled segment (what every flag using it evaluates against) follows it."""
+    from aurora_client.targeting import Context, is_enabled  # noqa: PLC0415
+
+    from cache.stream import Streams  # noqa: PLC0415
+
+    rule = {"id": "r1", "constraints": [], "segments": ["testers"], "rollout": {"percentage": 100}}
+    targeted = {"flag_key": "t", "environment": ENV, "is_enabled": True, "rules": [rule]}
+    streams = Streams(rig.model, rig.replica, rig.feed.broadcaster, heartbeat_seconds=30)
+
+    def on_for(user: str) -> bool:
+        copy = rig.replica.copy(ENV)
+        assert copy is not None
+        targets = copy.targets
+        flag = targets.flags["t"]
+        return is_enabled(flag, Context(user_id=user), targets.flags, targets.segments)
+
+    async with running(rig.feed):
+        await until(rig.feed.connected.is_set, "the feed to connect")
+        await until(lambda: rig.replica.copy(ENV) is not None, "the replica to be trusted")
+        await rig.model.apply(ChangeEvent("flag", "upsert", "t", ENV, None, 1, targeted))
+        await rig.model.apply(segment(1, ["7"]))
+        await until(lambda: rig.replica.position(ENV)[1] == 2, "both changes")  # type: ignore[index]
+        assert on_for("7")
+        assert not on_for("8")
+
+        stream = await streams.open(ENV, "billing", None)
+        events = stream.events()
+        async with asyncio.timeout(DEADLINE):
+            first = await anext(events)
+        body = json.loads(first.data)
+        assert first.event == "snapshot"
+        assert [(s["name"], s["version"]) for s in body["segments"]] == [("testers", 1)]
+
+        await rig.model.apply(segment(2, ["8"]))
+        async with asyncio.timeout(DEADLINE):
+            change = await anext(events)
+        assert (change.event, change.id) == ("upsert", f"{body['cursor'].rsplit(':', 1)[0]}:3")
+        assert json.loads(change.data)["kind"] == "segment"
+        assert (on_for("7"), on_for("8")) == (False, True)
+
+        await rig.model.apply(segment(3, None))
+        async with asyncio.timeout(DEADLINE):
+            deleted = await anext(events)
+        assert (deleted.event, json.loads(deleted.data)["state"]) == ("delete", None)
+        assert not on_for("8")  # a rule naming a missing segment does not match
+        await events.aclose()
