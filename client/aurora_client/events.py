@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from aurora_client.state import ConfigState, FlagState
 
-Kind = Literal["config", "flag"]
+Kind = Literal["config", "flag", "segment"]
 Op = Literal["upsert", "delete"]
 
 
