@@ -1,0 +1,179 @@
+"""Rules (Unleash: strategies): constraints, segments, a rollout and optional rule variants.
+
+A rule matches a context when all its constraints hold, every constraint of each segment it names
+holds, and the context is within its rollout: murmur3_x86_32("<group_id>:<stickiness value>",
+seed 0) % 100 + 1 <= percentage. Stickiness `default` is userId, else sessionId, else a random
+draw; `random` is always a draw; any other name is that context field, and a context without it is
+not in the rollout (Unleash's gradualRolloutUserId at 100 % is off for a caller without a userId).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from mmh3 import hash as murmur3
+
+from aurora_client.targeting.context import Context, field_getter
+from aurora_client.targeting.operators import Constraint, compile_constraint, random_bucket
+from aurora_client.targeting.segments import Segment
+from aurora_client.targeting.variants import VariantSet, VariantSpec
+
+FULL = 100
+
+
+def rollout_bucket(group_id: str, value: str) -> int:
+    """The bucket 1..100 of a stickiness value in a group (Unleash's normalized hash)."""
+    return murmur3(group_id + ":" + value, 0, False) % 100 + 1
+
+
+class Rule:
+    """One rule compiled for evaluation. Immutable by convention (built only by `of`)."""
+
+    __slots__ = (
+        "broken",
+        "checks",
+        "constraints",
+        "group_id",
+        "id",
+        "in_rollout",
+        "index",
+        "percentage",
+        "segments",
+        "stickiness",
+        "variants",
+    )
+
+    def __init__(
+        self,
+        *,
+        index: int,
+        rule_id: str,
+        constraints: tuple[Constraint, ...],
+        segments: tuple[str, ...],
+        percentage: int,
+        stickiness: str,
+        group_id: str,
+        variants: VariantSet | None,
+        broken: str | None,
+    ) -> None:
+        self.index = index
+        self.id = rule_id
+        self.constraints = constraints
+        self.checks = tuple(c.check for c in constraints)
+        self.segments = segments
+        self.percentage = percentage
+        self.stickiness = stickiness
+        self.group_id = group_id
+        self.variants = variants
+        self.broken = broken
+        self.in_rollout = _rollout(percentage, stickiness, group_id)
+
+    @classmethod
+    def of(cls, index: int, data: Mapping[str, Any], flag_key: str) -> Rule:
+        constraints = tuple(
+            compile_constraint(c) for c in data.get("constraints") or () if isinstance(c, Mapping)
+        )
+        rollout = data.get("rollout")
+        rollout = rollout if isinstance(rollout, Mapping) else {}
+        percentage = rollout.get("percentage", FULL)
+        broken = next(
+            (
+                f"constraint {i}: {c.broken}"
+                for i, c in enumerate(constraints)
+                if c.broken is not None
+            ),
+            None,
+        )
+        if (
+            isinstance(percentage, bool)
+            or not isinstance(percentage, int)
+            or not (0 <= percentage <= FULL)
+        ):
+            broken = broken or f"rollout percentage {percentage!r} is not an integer 0..100"
+            percentage = 0
+        stickiness = str(rollout.get("stickiness") or "default")
+        group_id = rollout.get("group_id")
+        group_id = group_id if isinstance(group_id, str) else flag_key
+        specs = [VariantSpec.of(v) for v in data.get("variants") or () if isinstance(v, Mapping)]
+        rule_id = data.get("id")
+        return cls(
+            index=index,
+            rule_id=rule_id if isinstance(rule_id, str) else f"r{index + 1}",
+            constraints=constraints,
+            segments=tuple(str(s) for s in data.get("segments") or ()),
+            percentage=percentage,
+            stickiness=stickiness,
+            group_id=group_id,
+            variants=VariantSet(specs, group_id, stickiness) if specs else None,
+            broken=broken,
+        )
+
+    def matches(self, context: Context, segments: Mapping[str, Segment]) -> bool:
+        """Whether the rule holds (its segments must be present: the flag checked them)."""
+        for check in self.checks:
+            if not check(context):
+                return False
+        for name in self.segments:
+            for check in segments[name].checks:
+                if not check(context):
+                    return False
+        return self.in_rollout(context)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "constraints": [c.to_dict() for c in self.constraints],
+            "segments": list(self.segments),
+            "rollout": {
+                "percentage": self.percentage,
+                "stickiness": self.stickiness,
+                "group_id": self.group_id,
+            },
+            "variants": [v.to_dict() for v in self.variants.variants] if self.variants else [],
+        }
+
+
+def _always(_: Context) -> bool:
+    return True
+
+
+def _never(_: Context) -> bool:
+    return False
+
+
+def stickiness_value(stickiness: str, context: Context) -> str | None:
+    """The value a rollout hashes (None: a random draw for default/random, else not in)."""
+    if stickiness == "default":
+        return context.user_id if context.user_id is not None else context.session_id
+    if stickiness == "random":
+        return None
+    return context.value(stickiness)
+
+
+def _rollout(percentage: int, stickiness: str, group_id: str) -> Callable[[Context], bool]:
+    if percentage <= 0:
+        return _never
+    drawn = stickiness in ("default", "random")
+    if percentage >= FULL and drawn:
+        return _always  # every bucket, even a random one, is within 100 %
+    if stickiness == "random":
+        return lambda _: random_bucket() <= percentage
+    if stickiness == "default":
+
+        def default(context: Context) -> bool:
+            value = context.user_id if context.user_id is not None else context.session_id
+            if value is None:
+                return random_bucket() <= percentage
+            return murmur3(group_id + ":" + value, 0, False) % 100 + 1 <= percentage
+
+        return default
+    get = field_getter(stickiness)
+
+    def sticky(context: Context) -> bool:
+        value = get(context)
+        if value is None:
+            return False
+        return murmur3(group_id + ":" + value, 0, False) % 100 + 1 <= percentage
+
+    return sticky

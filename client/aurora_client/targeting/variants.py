@@ -1,0 +1,177 @@
+"""Variants: the weighted choice among a flag's (or a rule's) variants, and its result.
+
+As Unleash's SDKs choose: an override whose context field holds a listed value forces its
+variant; else the bucket murmur3_x86_32("<group_id>:<stickiness value>", seed 86028157) % total
+weight + 1 is compared with the cumulative weights, in list order. The stickiness is the first
+variant's (flag variants) or the rule's (rule variants); `default` means userId, else sessionId,
+else a random draw. Weights are used as stored: Unleash's server spreads the `variable` weights
+when variants are written (normalize_variants does the same), its SDKs only add them up.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
+
+from mmh3 import hash as murmur3
+
+from aurora_client.targeting.context import Context
+
+VARIANT_SEED = 86028157
+TOTAL_WEIGHT = 1000
+PAYLOAD_TYPES = frozenset({"string", "number", "json", "csv"})
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """The variant an evaluation answers. `enabled` is false for the `disabled` variant;
+    `feature_enabled` says whether the flag itself was on."""
+
+    name: str
+    payload: dict[str, str] | None
+    enabled: bool
+    feature_enabled: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name}
+        if self.payload is not None:
+            out["payload"] = dict(self.payload)
+        out["enabled"] = self.enabled
+        out["feature_enabled"] = self.feature_enabled
+        return out
+
+
+DISABLED_OFF = Variant("disabled", None, False, False)  # the flag is off
+DISABLED_ON = Variant("disabled", None, False, True)  # the flag is on but has no variant
+
+
+def _seed_getter(stickiness: str) -> Callable[[Context], str | None]:
+    """The context value a variant bucket hashes, as Unleash's engine reads it for variants:
+    userId, sessionId, environment, appName, remoteAddress, else a property (even currentTime)."""
+    if stickiness == "default":
+        return lambda c: c.user_id if c.user_id is not None else c.session_id
+    standard = {
+        "userId": "user_id",
+        "sessionId": "session_id",
+        "environment": "environment",
+        "appName": "app_name",
+        "remoteAddress": "remote_address",
+    }.get(stickiness)
+    if standard is not None:
+        return attrgetter(standard)
+    return lambda c: c.properties.get(stickiness)
+
+
+@dataclass(frozen=True, slots=True)
+class VariantSpec:
+    """One stored variant, compiled: its answer is built once."""
+
+    name: str
+    weight: int
+    weight_type: str
+    stickiness: str
+    payload: dict[str, str] | None
+    overrides: tuple[tuple[str, frozenset[str]], ...]
+    answer: Variant
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> VariantSpec:
+        name = str(data.get("name") or "")
+        weight = data.get("weight")
+        payload = data.get("payload")
+        if isinstance(payload, Mapping):
+            payload = {"type": str(payload.get("type")), "value": str(payload.get("value"))}
+        else:
+            payload = None
+        overrides = tuple(
+            (str(o.get("context_name")), frozenset(str(v) for v in o.get("values") or ()))
+            for o in data.get("overrides") or ()
+            if isinstance(o, Mapping)
+        )
+        return cls(
+            name=name,
+            weight=weight if isinstance(weight, int) and not isinstance(weight, bool) else 0,
+            weight_type=str(data.get("weight_type") or "variable"),
+            stickiness=str(data.get("stickiness") or "default"),
+            payload=payload,
+            overrides=overrides,
+            answer=Variant(name, payload, True, True),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "weight": self.weight,
+            "weight_type": self.weight_type,
+            "stickiness": self.stickiness,
+            "payload": self.payload,
+            "overrides": [
+                {"context_name": field, "values": sorted(values)}
+                for field, values in self.overrides
+            ],
+        }
+
+
+class VariantSet:
+    """A list of variants with the group id and stickiness that choose among them."""
+
+    __slots__ = ("group_id", "has_overrides", "seed", "split", "stickiness", "total", "variants")
+
+    def __init__(self, variants: Sequence[VariantSpec], group_id: str, stickiness: str) -> None:
+        self.variants = tuple(variants)
+        self.group_id = group_id
+        self.stickiness = stickiness
+        self.seed = _seed_getter(stickiness)
+        self.total = sum(v.weight for v in self.variants)
+        self.has_overrides = any(v.overrides for v in self.variants)
+        # A weighted split decides only when two or more variants can come out.
+        self.split = sum(1 for v in self.variants if v.weight > 0) >= 2
+
+    def choose(self, context: Context) -> tuple[VariantSpec | None, bool]:
+        """The chosen variant (None when there is none to choose) and whether the weighted
+        split decided it (not an override, not a single variant)."""
+        if self.has_overrides:
+            for variant in self.variants:
+                for field, values in variant.overrides:
+                    value = context.value(field)
+                    if value is not None and value in values:
+                        return variant, False
+        total = self.total
+        if total <= 0:
+            return None, False
+        seed = self.seed(context)
+        if seed is None:
+            target = random.randint(1, total)  # noqa: S311 - a variant draw, not a secret
+        else:
+            target = murmur3(self.group_id + ":" + seed, VARIANT_SEED, False) % total + 1
+        cumulative = 0
+        for variant in self.variants:
+            cumulative += variant.weight
+            if cumulative >= target:
+                return variant, self.split
+        return None, False
+
+
+def normalize_variants(variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Defaults filled and the `variable` weights spread over what the `fix` ones leave of 1000,
+    as Unleash's server does when variants are written (the first ones get the remainder).
+    Expects variants that passed validation."""
+    out = []
+    for raw in variants:
+        variant = dict(raw)
+        variant.setdefault("weight_type", "variable")
+        variant.setdefault("stickiness", "default")
+        variant.setdefault("payload", None)
+        variant.setdefault("overrides", [])
+        variant.setdefault("weight", 0)
+        out.append(variant)
+    variable = [v for v in out if v["weight_type"] != "fix"]
+    if variable:
+        left = TOTAL_WEIGHT - sum(v["weight"] for v in out if v["weight_type"] == "fix")
+        share, remainder = divmod(max(left, 0), len(variable))
+        for index, variant in enumerate(variable):
+            variant["weight"] = share + (1 if index < remainder else 0)
+    return out
