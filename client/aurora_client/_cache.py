@@ -48,6 +48,28 @@ class Targets:
     segments: dict[str, Segment]
 
 
+def _compile_flag(item: Mapping[str, Any]) -> Flag:
+    _lists_of_objects(item, "rules", "variants", "prerequisites")
+    return Flag.of(item)
+
+
+def _compile_segment(item: Mapping[str, Any]) -> Segment:
+    if not isinstance(item.get("name"), str):
+        raise TypeError(f"a segment's name is {item.get('name')!r}")
+    _lists_of_objects(item, "constraints")
+    return Segment.of(item)
+
+
+def _lists_of_objects(item: Mapping[str, Any], *fields: str) -> None:
+    """Refuse an item of the wrong shape, as a bad event: the server sends these lists (or, before
+    targeting, none), and `Flag.of` / `Segment.of` would skip what is not an object (they are
+    lenient for Unleash's sake), which would make a garbled rule silently match everyone."""
+    for field in fields:
+        value = item.get(field, [])
+        if not isinstance(value, list) or not all(isinstance(entry, dict) for entry in value):
+            raise TypeError(f"{field} is not a list of objects")
+
+
 def is_plain(item: Mapping[str, Any]) -> bool:
     """A flag as it was before targeting: no rules, no variants, no prerequisites."""
     return not (item.get("rules") or item.get("variants") or item.get("prerequisites"))
@@ -108,8 +130,8 @@ class LocalCache:
         flags = {key: flag_state(item) for key, item in flag_items.items()}
         # Compiled before anything is swapped: a malformed item raises and changes nothing.
         targets = Targets(
-            {key: Flag.of(item) for key, item in flag_items.items()},
-            {name: Segment.of(item) for name, item in segment_items.items()},
+            {key: _compile_flag(item) for key, item in flag_items.items()},
+            {name: _compile_segment(item) for name, item in segment_items.items()},
         )
         versions = {f"c|{name}": int(item["version"]) for name, item in configs.items()}
         versions.update({f"f|{key}": flag.version for key, flag in flags.items()})
@@ -145,9 +167,9 @@ class LocalCache:
         new_flag = compiled_flag = compiled_segment = None
         if event.state is not None:
             if event.kind == "flag":
-                new_flag, compiled_flag = flag_state(event.state), Flag.of(event.state)
+                new_flag, compiled_flag = flag_state(event.state), _compile_flag(event.state)
             elif event.kind == "segment":
-                compiled_segment = Segment.of(event.state)
+                compiled_segment = _compile_segment(event.state)
             else:
                 config_state(event.state)
         name = _field(event.service_name, event.key) if event.kind == "config" else event.key

@@ -271,10 +271,35 @@ def test_a_deleted_segment_is_gone_from_the_copy_and_the_state_file(tmp_path: Pa
     assert aurora.is_enabled("checkout", context=who("1")) is True
 
 
-def test_a_malformed_segment_event_changes_nothing() -> None:
+MALFORMED = {
+    "segment constraints not a list": ("segment", {**segment(version=2), "constraints": "x"}),
+    "a segment constraint not an object": ("segment", {**segment(version=2), "constraints": [1]}),
+    "a segment without a name": ("segment", {**segment(version=2), "name": None}),
+    "flag rules not a list": ("flag", targeted(version=2, rules={"id": "r1"})),
+    "a flag variant not an object": ("flag", targeted(version=2, variants=["blue"])),
+    "flag prerequisites not a list": ("flag", targeted(version=2, prerequisites="parent")),
+}
+
+
+@pytest.mark.parametrize(("kind", "state"), MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_targeting_event_changes_nothing(kind: str, state: dict[str, Any]) -> None:
+    """A garbled list must not be read as an empty one (which would match everyone)."""
+    aurora = client()
+    key = "beta-testers" if kind == "segment" else "checkout"
+    bad = ChangeEvent(kind, "upsert", key, ENV, None, 2, state)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        aurora._cache.apply(bad, "e:6")
+    assert aurora.cursor == "e:5"  # a resume asks for it again
+    assert aurora.is_enabled("checkout", context=who("1", plan="free")) is False
+    with pytest.raises(TypeError):
+        aurora._cache.load({**SNAPSHOT, f"{kind}s": [state]})
+    assert aurora.cursor == "e:5"
+
+
+def test_a_fixed_segment_event_is_applied_after_a_malformed_one() -> None:
     aurora = client()
     broken = {**segment(version=2), "constraints": "plan IN beta"}
-    with pytest.raises((TypeError, ValueError, KeyError, AttributeError)):
+    with pytest.raises(TypeError):
         aurora._cache.apply(
             ChangeEvent("segment", "upsert", "beta-testers", ENV, None, 2, broken), "e:6"
         )
@@ -303,13 +328,16 @@ def test_a_flag_event_moves_a_flag_between_plain_and_targeted() -> None:
     assert change.new == aurora.all_flags()["all"]
     assert aurora.all_flags()["all"].version == 2
     assert aurora.is_enabled("all", "4") is False  # its rule applies now
+    assert aurora.is_enabled("all", context=who("3")) is False  # its segment is not known yet
+    new_segment = ChangeEvent("segment", "upsert", "beta-testers", ENV, None, 1, segment())
+    apply(aurora, new_segment, "e:5")
     assert aurora.is_enabled("all", context=who("3")) is True
     back = ChangeEvent("flag", "upsert", "all", ENV, None, 3, plain("all", 100, version=3))
-    apply(aurora, back, "e:5")
+    apply(aurora, back, "e:6")
     assert aurora.is_enabled("all", "4") is True
     assert aurora.get_variant("all", context=who("1")).name == "disabled"  # no variants now
     gone = ChangeEvent("flag", "delete", "all", ENV, None, 4, None)
-    apply(aurora, gone, "e:6")
+    apply(aurora, gone, "e:7")
     assert aurora.is_enabled("all", context=who("1"), default=True) is True
     assert "all" not in aurora.all_flags()
 
@@ -365,7 +393,8 @@ UNICODE_KEYS = ["Hellø_Wørld", "🚀-launch", "ключ", "a/b?c#d%e f+g&h"]
 
 @pytest.mark.parametrize("key", UNICODE_KEYS)
 def test_any_unicode_flag_key_is_checked_changed_and_saved(tmp_path: Path, key: str) -> None:
-    aurora = client({"cursor": "e:1", "flags": [targeted(key), plain(key + "-plain", 100)]})
+    flags = [targeted(key), plain(key + "-plain", 100)]
+    aurora = client({"cursor": "e:1", "flags": flags, "segments": [segment()]})
     assert aurora.is_enabled(key, context=who("1")) is True
     assert aurora.is_enabled(key + "-plain", "1") is True
     event = ChangeEvent.from_dict(
