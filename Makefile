@@ -34,7 +34,8 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## Every benchmark, against the local MariaDB and Redis; writes bench/RESULTS.md.
+## Every benchmark, against the local MariaDB and Redis, and Unleash OSS on the local PostgreSQL
+## (installed from npm into bench/.unleash on the first run); writes bench/RESULTS.md.
 bench: $(STAMP)
 	bash bench/run.sh
 

@@ -1,5 +1,6 @@
-"""The reference: a bare Starlette app on the same uvicorn, returning a constant JSON, and a bare
-sse-starlette endpoint that sends one event and idles (the memory reference per connection)."""
+"""The reference: a bare Starlette app on the same uvicorn, returning a constant JSON (for a GET,
+and for a POST after parsing its JSON body), and a bare sse-starlette endpoint that sends one
+event and idles (the memory reference per connection)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,12 @@ async def constant(_request: Request) -> JSONResponse:
     return JSONResponse({"enabled": True})
 
 
+async def echo(request: Request) -> JSONResponse:
+    """The reference for a POST: reads and parses the JSON body, answers a constant."""
+    await request.json()
+    return JSONResponse({"enabled": True})
+
+
 async def sse(_request: Request) -> EventSourceResponse:
     async def events() -> AsyncIterator[dict[str, str]]:
         yield {"event": "snapshot", "data": "{}"}
@@ -25,4 +32,6 @@ async def sse(_request: Request) -> EventSourceResponse:
     return EventSourceResponse(events(), ping=15)
 
 
-app = Starlette(routes=[Route("/check", constant), Route("/sse", sse)])
+app = Starlette(
+    routes=[Route("/check", constant), Route("/echo", echo, methods=["POST"]), Route("/sse", sse)]
+)

@@ -8,8 +8,7 @@ to a property. `environment` is the caller's own string, unrelated to Aurora's e
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from operator import attrgetter
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 #: Unleash's context field names and our attribute for each.
@@ -39,16 +38,36 @@ def as_text(value: Any) -> str | None:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-class Context(NamedTuple):
+class _Fields(NamedTuple):
+    user_id: str | None
+    session_id: str | None
+    remote_address: str | None
+    environment: str | None
+    app_name: str | None
+    current_time: str | None
+    properties: Mapping[str, str]
+    #: Every field by its Unleash name, standard ones over properties of the same name: what
+    #: constraints read (a constraint on "userId" never reads a property called userId).
+    fields: Mapping[str, str]
+
+
+class Context(_Fields):
     """One caller's context. Immutable; a tuple, so building one is cheap."""
 
-    user_id: str | None = None
-    session_id: str | None = None
-    remote_address: str | None = None
-    environment: str | None = None
-    app_name: str | None = None
-    current_time: str | None = None
-    properties: Mapping[str, str] = _EMPTY
+    __slots__ = ()
+
+    def __new__(  # noqa: PLR0917 - the tuple's own fields, in order
+        cls,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        remote_address: str | None = None,
+        environment: str | None = None,
+        app_name: str | None = None,
+        current_time: str | None = None,
+        properties: Mapping[str, str] = _EMPTY,
+    ) -> Context:
+        standard = (user_id, session_id, remote_address, environment, app_name, current_time)
+        return tuple.__new__(cls, (*standard, properties, _merge(standard, properties)))
 
     @classmethod
     def of(cls, data: Mapping[str, Any] | None) -> Context:
@@ -57,37 +76,34 @@ class Context(NamedTuple):
         if not data:
             return _EMPTY_CONTEXT
         properties: dict[str, str] = {}
+        standard: list[str | None] = [None] * 6
         for key, raw in data.items():
-            if key not in STANDARD_FIELDS and key != "properties":
-                text = as_text(raw)
+            index = _INDEX.get(key)
+            if index is not None:
+                standard[index] = raw if type(raw) is str else as_text(raw)
+            elif key != "properties":
+                text = raw if type(raw) is str else as_text(raw)
                 if text is not None:
                     properties[key] = text
         given = data.get("properties")
-        if isinstance(given, Mapping):
+        if given and (type(given) is dict or isinstance(given, Mapping)):
             for key, raw in given.items():
-                text = as_text(raw)
+                text = raw if type(raw) is str else as_text(raw)
                 if text is None:
                     properties.pop(key, None)
                 else:
                     properties[key] = text
-        get = data.get
-        return cls(
-            as_text(get("userId")),
-            as_text(get("sessionId")),
-            as_text(get("remoteAddress")),
-            as_text(get("environment")),
-            as_text(get("appName")),
-            as_text(get("currentTime")),
-            properties or _EMPTY,
-        )
+        fields = dict(properties)
+        for name, value in zip(STANDARD_FIELDS, standard, strict=True):
+            if value is not None:
+                fields[name] = value
+            elif name in fields:
+                del fields[name]
+        return tuple.__new__(cls, (*standard, properties or _EMPTY, fields))
 
     def value(self, name: str) -> str | None:
         """A context field by its Unleash name; a non-standard name reads a property."""
-        attribute = STANDARD_FIELDS.get(name)
-        if attribute is None:
-            return self.properties.get(name)
-        value: str | None = getattr(self, attribute)
-        return value
+        return self.fields.get(name)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape again (absent fields left out)."""
@@ -101,17 +117,15 @@ class Context(NamedTuple):
         return out
 
 
+def _merge(standard: tuple[str | None, ...], properties: Mapping[str, str]) -> dict[str, str]:
+    fields = dict(properties)
+    for name, value in zip(STANDARD_FIELDS, standard, strict=True):
+        if value is not None:
+            fields[name] = value
+        else:
+            fields.pop(name, None)
+    return fields
+
+
+_INDEX = {name: index for index, name in enumerate(STANDARD_FIELDS)}
 _EMPTY_CONTEXT = Context()
-
-
-def field_getter(name: str) -> Callable[[Context], str | None]:
-    """A fast reader of one context field, chosen once when a constraint is compiled."""
-    attribute = STANDARD_FIELDS.get(name)
-    if attribute is not None:
-        getter: Callable[[Context], str | None] = attrgetter(attribute)
-        return getter
-
-    def property_value(context: Context) -> str | None:
-        return context.properties.get(name)
-
-    return property_value

@@ -21,7 +21,7 @@ from aurora_client.targeting.segments import Segment
 
 def _constraint(index: int, constraint: Constraint, context: Context) -> dict[str, Any]:
     actual = context.value(constraint.context_name)
-    matched = constraint.check(context)
+    matched = constraint.check(context.fields)
     why = None
     if not matched:
         if constraint.broken is not None:
@@ -44,14 +44,14 @@ def _constraint(index: int, constraint: Constraint, context: Context) -> dict[st
 
 
 def _rollout(rule: Rule, context: Context) -> dict[str, Any]:
-    value = stickiness_value(rule.stickiness, context)
+    value = stickiness_value(rule.stickiness, context.fields)
     bucket = rollout_bucket(rule.group_id, value) if value is not None else None
     drawn = value is None and rule.stickiness in ("default", "random")
     why: str | None
     if rule.percentage <= 0:
         matched, why = False, "the percentage is 0"
     elif drawn:
-        matched = rule.percentage >= FULL_ROLLOUT or rule.in_rollout(context)
+        matched = rule.percentage >= FULL_ROLLOUT or rule.in_rollout(context.fields)
         why = None if matched else "a random draw fell outside the percentage"
     elif value is None:
         matched, why = False, f"context field {rule.stickiness!r} (stickiness) is missing"

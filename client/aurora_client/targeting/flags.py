@@ -16,9 +16,8 @@ off, as Unleash's engine keeps a flag it cannot compile off.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from aurora_client.evaluation import FULL_ROLLOUT, bucket_of
 from aurora_client.targeting.context import Context
@@ -51,8 +50,9 @@ class ErrorCode(StrEnum):
     PREREQUISITE_CYCLE = "PREREQUISITE_CYCLE"
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
+class Result(NamedTuple):
+    """An evaluation's answer. Immutable; a tuple, because evaluate builds one per call."""
+
     enabled: bool
     variant: Variant
     reason: Reason
@@ -82,7 +82,9 @@ class Flag:
         "enabled",
         "error",
         "key",
+        "matchers",
         "percentage",
+        "plain",
         "prerequisites",
         "rules",
         "segment_names",
@@ -114,6 +116,9 @@ class Flag:
             (f"rule {r.index} ({r.id}): {r.broken}" for r in rules if r.broken is not None),
             None,
         )
+        self.matchers = tuple(rule.match for rule in rules)
+        #: Enabled, with rules, without prerequisites or errors: is_enabled's shortest way.
+        self.plain = enabled and bool(rules) and not prerequisites and self.error is None
 
     @classmethod
     def of(cls, item: Mapping[str, Any]) -> Flag:
@@ -152,8 +157,9 @@ class Flag:
         return None
 
     def first_match(self, context: Context, segments: Mapping[str, Segment]) -> Rule | None:
+        fields = context.fields
         for rule in self.rules:
-            if rule.matches(context, segments):
+            if rule.match(fields, segments):
                 return rule
         return None
 
@@ -191,7 +197,7 @@ def parent_variant(flag: Flag, context: Context, segments: Mapping[str, Segment]
     variants = _variant_set(flag, rule)
     if variants is None:
         return None
-    chosen, _ = variants.choose(context)
+    chosen, _ = variants.choose(context.fields)
     return chosen.name if chosen is not None else None
 
 
@@ -244,21 +250,22 @@ def is_enabled(
     flag: Flag, context: Context, flags: Mapping[str, Flag], segments: Mapping[str, Segment]
 ) -> bool:
     """Whether the flag is on for the context. The hot path: no result is built."""
-    if not flag.enabled:
-        return False
-    if flag.prerequisites and prerequisite_failure(flag, context, flags, segments) is not None:
-        return False
-    if flag.error is not None:
-        return False
-    rules = flag.rules
-    if not rules:
-        return flag.in_rollout(context)
+    if not flag.plain:  # disabled, prerequisites, an error or no rules: the general way
+        if not flag.enabled:
+            return False
+        if flag.prerequisites and prerequisite_failure(flag, context, flags, segments):
+            return False
+        if flag.error is not None:
+            return False
+        if not flag.rules:
+            return flag.in_rollout(context)
     for name in flag.segment_names:
         segment = segments.get(name)
         if segment is None or segment.error is not None:
             return False
-    for rule in rules:  # noqa: SIM110 - a plain loop: any() over a generator costs more here
-        if rule.matches(context, segments):
+    fields = context.fields
+    for match in flag.matchers:  # noqa: SIM110 - a plain loop: any() over a generator costs more
+        if match(fields, segments):
             return True
     return False
 
@@ -299,7 +306,7 @@ def _with_variant(
 ) -> Result:
     variant = DISABLED_ON
     if variants is not None:
-        chosen, split = variants.choose(context)
+        chosen, split = variants.choose(context.fields)
         if chosen is not None:
             variant = chosen.answer
             if split:

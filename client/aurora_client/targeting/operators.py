@@ -14,8 +14,9 @@ specification define them:
   extension, which the import of `applicationHostname` needs; an import clears the flag on
   Unleash's `IN`/`NOT_IN`, which ignore it) and `REGEX`.
 - A constraint Unleash's engine cannot compile (an unknown operator; a number, date or semver
-  value that does not parse) is *broken*: it makes its whole flag off for everyone, as yggdrasil
-  does. A native write refuses it; only an import can store one. Two milder cases never match
+  value that does not parse; `STR_*` or `IN_CIDR` without values) is *broken*: it makes its
+  whole flag off for everyone, as yggdrasil does. A native write refuses it; only an import can
+  store one. Two milder cases never match
   instead: a regex RE2 refuses (false, then `inverted` applies) and a semver value with a leading
   `v` (false even when inverted). Invalid `IN_CIDR` entries are ignored.
 """
@@ -32,10 +33,10 @@ from typing import Any
 
 import re2  # type: ignore[import-untyped]
 
-from aurora_client.targeting.context import Context, field_getter
-
-#: A compiled constraint: the context in, whether it holds out.
-Check = Callable[[Context], bool]
+#: A context's fields by Unleash name (Context.fields).
+Fields = Mapping[str, str]
+#: A compiled constraint: the context's fields in, whether it holds out.
+Check = Callable[[Fields], bool]
 
 LIST_OPERATORS = frozenset(
     {"IN", "NOT_IN", "STR_STARTS_WITH", "STR_ENDS_WITH", "STR_CONTAINS", "IN_CIDR"}
@@ -216,11 +217,11 @@ class Constraint:
         }
 
 
-def _false(_: Context) -> bool:
+def _false(_: Fields) -> bool:
     return False
 
 
-def _true(_: Context) -> bool:
+def _true(_: Fields) -> bool:
     return True
 
 
@@ -244,9 +245,11 @@ def compile_constraint(data: Mapping[str, Any]) -> Constraint:
     def build(check: Check, broken: str | None = None, never: str | None = None) -> Constraint:
         return Constraint(name, operator, values, value, inverted, folded, check, broken, never)
 
-    get = field_getter(name)
     if operator in LIST_OPERATORS:
-        return build(_list_check(operator, get, values, inverted, folded))
+        if not values and operator not in ("IN", "NOT_IN"):
+            # Unleash's engine cannot compile an empty list here (IN/NOT_IN take one).
+            return build(_false, broken=f"{operator} needs at least one value")
+        return build(_list_check(operator, name, values, inverted, folded))
     if operator not in VALUE_OPERATORS:
         return build(_false, broken=f"unknown operator {operator!r}")
     if value is None:
@@ -255,19 +258,19 @@ def compile_constraint(data: Mapping[str, Any]) -> Constraint:
         regex = compile_regex(value, folded)
         if regex is None:
             return build(_true if inverted else _false, never="RE2 refuses this regex")
-        return build(_regex_check(get, regex, inverted))
+        return build(_regex_check(name, regex, inverted))
     if operator in NUM_OPERATORS:
         number = parse_number_value(value)
         if number is None:
             return build(_false, broken=f"{value!r} is not a number")
-        return build(_ordered_check(operator, get, parse_number, number, inverted=inverted))
+        return build(_number_check(operator, name, number, inverted))
     if operator in DATE_OPERATORS:
         moment = parse_date_value(value)
         if moment is None:
             return build(_false, broken=f"{value!r} is not an RFC 3339 date with an offset")
         now = _now_micros if name == "currentTime" else None
         return build(
-            _ordered_check(operator, get, parse_date, moment, inverted=inverted, default=now)
+            _ordered_check(operator, name, parse_date, moment, inverted=inverted, default=now)
         )
     if value.startswith("v"):
         # Unleash's engine turns such a constraint into a plain false, before inversion.
@@ -275,7 +278,7 @@ def compile_constraint(data: Mapping[str, Any]) -> Constraint:
     version = parse_semver(value)
     if version is None:
         return build(_false, broken=f"{value!r} is not a semantic version")
-    return build(_ordered_check(operator, get, parse_semver, version, inverted=inverted))
+    return build(_ordered_check(operator, name, parse_semver, version, inverted=inverted))
 
 
 def _now_micros() -> int:
@@ -283,8 +286,9 @@ def _now_micros() -> int:
     return _micros(datetime.now(UTC))
 
 
+_EPSILON = 2.220446049250313e-16  # Rust's f64::EPSILON: Unleash's NUM_EQ tolerance
 _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
-    "NUM_EQ": lambda a, b: abs(a - b) < 2.220446049250313e-16,  # Rust's f64::EPSILON
+    "NUM_EQ": lambda a, b: abs(a - b) < _EPSILON,
     "NUM_GT": lambda a, b: a > b,
     "NUM_GTE": lambda a, b: a >= b,
     "NUM_LT": lambda a, b: a < b,
@@ -298,10 +302,44 @@ _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "SEMVER_LTE": lambda a, b: a <= b,
 }
 
+# The checks below are closures over what compile_constraint parsed; each reads the context's
+# fields (Context.fields: every field by its Unleash name) and does nothing else. They are
+# spelled out per operator, without shared helpers, because a call costs as much as a check.
+
+
+def _number_check(operator: str, name: str, target: float, inverted: bool) -> Check:
+    compare = _COMPARISONS[operator]
+    if operator == "NUM_GT":  # the common case, one call less
+
+        def num_gt(fields: Fields) -> bool:
+            text = fields.get(name)
+            if text is None:
+                return inverted
+            try:
+                number = float(text)
+            except ValueError:
+                return inverted
+            if "_" in text or text[0].isspace() or text[-1].isspace():
+                return inverted  # float() takes these, Rust's f64 parsing does not
+            return (number > target) is not inverted
+
+        return num_gt
+
+    def num(fields: Fields) -> bool:
+        text = fields.get(name)
+        if text is None:
+            return inverted
+        number = parse_number(text)
+        if number is None:
+            return inverted
+        return compare(number, target) is not inverted
+
+    return num
+
 
 def _ordered_check(
     operator: str,
-    get: Callable[[Context], str | None],
+    name: str,
     parse: Callable[[str], Any],
     target: Any,
     *,
@@ -309,20 +347,9 @@ def _ordered_check(
     default: Callable[[], Any] | None = None,
 ) -> Check:
     compare = _COMPARISONS[operator]
-    # The common numeric cases are spelled out: one comparison call less per evaluation.
-    if operator == "NUM_GT":
 
-        def num_gt(context: Context) -> bool:
-            text = get(context)
-            if text is None:
-                return inverted
-            number = parse(text)
-            return inverted if number is None else (number > target) is not inverted
-
-        return num_gt
-
-    def ordered(context: Context) -> bool:
-        text = get(context)
+    def ordered(fields: Fields) -> bool:
+        text = fields.get(name)
         if text is None:
             if default is None:
                 return inverted
@@ -336,11 +363,11 @@ def _ordered_check(
     return ordered
 
 
-def _regex_check(get: Callable[[Context], str | None], regex: Any, inverted: bool) -> Check:
+def _regex_check(name: str, regex: Any, inverted: bool) -> Check:
     search = regex.search
 
-    def matches(context: Context) -> bool:
-        text = get(context)
+    def matches(fields: Fields) -> bool:
+        text = fields.get(name)
         if text is None:
             return inverted
         return (search(text) is not None) is not inverted
@@ -349,63 +376,43 @@ def _regex_check(get: Callable[[Context], str | None], regex: Any, inverted: boo
 
 
 def _list_check(
-    operator: str,
-    get: Callable[[Context], str | None],
-    values: Sequence[str],
-    inverted: bool,
-    folded: bool,
+    operator: str, name: str, values: Sequence[str], inverted: bool, folded: bool
 ) -> Check:
     if operator == "IN_CIDR":
-        return _cidr_check(get, values, inverted)
+        return _cidr_check(name, values, inverted)
     if operator in ("IN", "NOT_IN"):
-        members = frozenset(v.lower() for v in values) if folded else frozenset(values)
-        missing = (operator == "NOT_IN") is not inverted  # the answer for a missing field
-        present = (operator == "IN") is not inverted  # ... for a listed value
-
-        if folded:
-
-            def in_folded(context: Context) -> bool:
-                text = get(context)
-                if text is None:
-                    return missing
-                return present if text.lower() in members else not present
-
-            return in_folded
-
-        def in_list(context: Context) -> bool:
-            text = get(context)
-            if text is None:
-                return missing
-            return present if text in members else not present
-
-        return in_list
-
+        return _in_check(operator, name, values, inverted, folded)
     needles = tuple(v.lower() for v in values) if folded else tuple(values)
     if operator == "STR_STARTS_WITH":
+        if folded:
 
-        def starts(context: Context) -> bool:
-            text = get(context)
+            def starts_folded(fields: Fields) -> bool:
+                text = fields.get(name)
+                if text is None:
+                    return inverted
+                return text.lower().startswith(needles) is not inverted
+
+            return starts_folded
+
+        def starts(fields: Fields) -> bool:
+            text = fields.get(name)
             if text is None:
                 return inverted
-            if folded:
-                text = text.lower()
             return text.startswith(needles) is not inverted
 
         return starts
     if operator == "STR_ENDS_WITH":
 
-        def ends(context: Context) -> bool:
-            text = get(context)
+        def ends(fields: Fields) -> bool:
+            text = fields.get(name)
             if text is None:
                 return inverted
-            if folded:
-                text = text.lower()
-            return text.endswith(needles) is not inverted
+            return (text.lower() if folded else text).endswith(needles) is not inverted
 
         return ends
 
-    def contains(context: Context) -> bool:
-        text = get(context)
+    def contains(fields: Fields) -> bool:
+        text = fields.get(name)
         if text is None:
             return inverted
         if folded:
@@ -415,13 +422,36 @@ def _list_check(
     return contains
 
 
-def _cidr_check(
-    get: Callable[[Context], str | None], values: Sequence[str], inverted: bool
+def _in_check(
+    operator: str, name: str, values: Sequence[str], inverted: bool, folded: bool
 ) -> Check:
+    members = frozenset(v.lower() for v in values) if folded else frozenset(values)
+    missing = (operator == "NOT_IN") is not inverted  # the answer for a missing field
+    listed = (operator == "IN") is not inverted  # ... for a listed value
+    if folded:
+
+        def in_folded(fields: Fields) -> bool:
+            text = fields.get(name)
+            if text is None:
+                return missing
+            return listed if text.lower() in members else not listed
+
+        return in_folded
+
+    def in_list(fields: Fields) -> bool:
+        text = fields.get(name)
+        if text is None:
+            return missing
+        return listed if text in members else not listed
+
+    return in_list
+
+
+def _cidr_check(name: str, values: Sequence[str], inverted: bool) -> Check:
     networks = tuple(n for n in (parse_network(v) for v in values) if n is not None)
 
-    def in_cidr(context: Context) -> bool:
-        text = get(context)
+    def in_cidr(fields: Fields) -> bool:
+        text = fields.get(name)
         if text is None:
             return inverted
         address = parse_address(text)

@@ -14,8 +14,13 @@ from typing import Any
 
 from mmh3 import hash as murmur3
 
-from aurora_client.targeting.context import Context, field_getter
-from aurora_client.targeting.operators import Constraint, compile_constraint, random_bucket
+from aurora_client.targeting.operators import (
+    Check,
+    Constraint,
+    Fields,
+    compile_constraint,
+    random_bucket,
+)
 from aurora_client.targeting.segments import Segment
 from aurora_client.targeting.variants import VariantSet, VariantSpec
 
@@ -38,6 +43,7 @@ class Rule:
         "id",
         "in_rollout",
         "index",
+        "match",
         "percentage",
         "segments",
         "stickiness",
@@ -68,6 +74,7 @@ class Rule:
         self.variants = variants
         self.broken = broken
         self.in_rollout = _rollout(percentage, stickiness, group_id)
+        self.match = _matcher(self.checks, segments, self.in_rollout)
 
     @classmethod
     def of(cls, index: int, data: Mapping[str, Any], flag_key: str) -> Rule:
@@ -109,16 +116,10 @@ class Rule:
             broken=broken,
         )
 
-    def matches(self, context: Context, segments: Mapping[str, Segment]) -> bool:
-        """Whether the rule holds (its segments must be present: the flag checked them)."""
-        for check in self.checks:
-            if not check(context):
-                return False
-        for name in self.segments:
-            for check in segments[name].checks:
-                if not check(context):
-                    return False
-        return self.in_rollout(context)
+    def matches(self, fields: Fields, segments: Mapping[str, Segment]) -> bool:
+        """Whether the rule holds for a context's fields (its segments must be present: the
+        flag checked them)."""
+        return self.match(fields, segments)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,24 +135,53 @@ class Rule:
         }
 
 
-def _always(_: Context) -> bool:
+def _always(_: Fields) -> bool:
     return True
 
 
-def _never(_: Context) -> bool:
+def _never(_: Fields) -> bool:
     return False
 
 
-def stickiness_value(stickiness: str, context: Context) -> str | None:
+Matcher = Callable[[Fields, Mapping[str, Segment]], bool]
+
+
+def _matcher(checks: tuple[Check, ...], names: tuple[str, ...], in_rollout: Check) -> Matcher:
+    """The rule as one function: constraints, then segments, then the rollout."""
+    if not names:
+
+        def plain(fields: Fields, segments: Mapping[str, Segment]) -> bool:
+            for check in checks:
+                if not check(fields):
+                    return False
+            return in_rollout(fields)
+
+        return plain
+
+    def with_segments(fields: Fields, segments: Mapping[str, Segment]) -> bool:
+        for check in checks:
+            if not check(fields):
+                return False
+        for name in names:
+            for check in segments[name].checks:
+                if not check(fields):
+                    return False
+        return in_rollout(fields)
+
+    return with_segments
+
+
+def stickiness_value(stickiness: str, fields: Fields) -> str | None:
     """The value a rollout hashes (None: a random draw for default/random, else not in)."""
     if stickiness == "default":
-        return context.user_id if context.user_id is not None else context.session_id
+        value = fields.get("userId")
+        return value if value is not None else fields.get("sessionId")
     if stickiness == "random":
         return None
-    return context.value(stickiness)
+    return fields.get(stickiness)
 
 
-def _rollout(percentage: int, stickiness: str, group_id: str) -> Callable[[Context], bool]:
+def _rollout(percentage: int, stickiness: str, group_id: str) -> Check:
     if percentage <= 0:
         return _never
     drawn = stickiness in ("default", "random")
@@ -161,17 +191,18 @@ def _rollout(percentage: int, stickiness: str, group_id: str) -> Callable[[Conte
         return lambda _: random_bucket() <= percentage
     if stickiness == "default":
 
-        def default(context: Context) -> bool:
-            value = context.user_id if context.user_id is not None else context.session_id
+        def default(fields: Fields) -> bool:
+            value = fields.get("userId")
+            if value is None:
+                value = fields.get("sessionId")
             if value is None:
                 return random_bucket() <= percentage
             return murmur3(group_id + ":" + value, 0, False) % 100 + 1 <= percentage
 
         return default
-    get = field_getter(stickiness)
 
-    def sticky(context: Context) -> bool:
-        value = get(context)
+    def sticky(fields: Fields) -> bool:
+        value = fields.get(stickiness)
         if value is None:
             return False
         return murmur3(group_id + ":" + value, 0, False) % 100 + 1 <= percentage

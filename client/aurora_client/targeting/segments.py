@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aurora_client.targeting.context import Context
-from aurora_client.targeting.operators import Check, Constraint, compile_constraint
+from aurora_client.targeting.operators import Check, Constraint, Fields, compile_constraint
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +49,8 @@ class Segment:
             error=error,
         )
 
-    def matches(self, context: Context) -> bool:
+    def matches(self, fields: Fields) -> bool:
         for check in self.checks:  # noqa: SIM110 - a plain loop: all() costs more here
-            if not check(context):
+            if not check(fields):
                 return False
         return True

@@ -160,6 +160,8 @@ def _validate_values(
         return
     if report.over("values", len(values), limits, "values_per_constraint", "values"):
         return
+    if not values and operator not in ("IN", "NOT_IN"):
+        report.add(f"{operator} needs at least one value", "values")
     if operator == "IN_CIDR":
         for index, item in enumerate(values):
             if parse_network(item) is None:

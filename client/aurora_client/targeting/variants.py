@@ -11,14 +11,13 @@ when variants are written (normalize_variants does the same), its SDKs only add 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
 from typing import Any
 
 from mmh3 import hash as murmur3
 
-from aurora_client.targeting.context import Context
+from aurora_client.targeting.operators import Fields
 
 VARIANT_SEED = 86028157
 TOTAL_WEIGHT = 1000
@@ -48,21 +47,13 @@ DISABLED_OFF = Variant("disabled", None, False, False)  # the flag is off
 DISABLED_ON = Variant("disabled", None, False, True)  # the flag is on but has no variant
 
 
-def _seed_getter(stickiness: str) -> Callable[[Context], str | None]:
-    """The context value a variant bucket hashes, as Unleash's engine reads it for variants:
-    userId, sessionId, environment, appName, remoteAddress, else a property (even currentTime)."""
+def seed_of(stickiness: str, fields: Fields) -> str | None:
+    """The context value a variant bucket hashes: `default` is userId, else sessionId; any
+    other name is that field (None: a random draw)."""
     if stickiness == "default":
-        return lambda c: c.user_id if c.user_id is not None else c.session_id
-    standard = {
-        "userId": "user_id",
-        "sessionId": "session_id",
-        "environment": "environment",
-        "appName": "app_name",
-        "remoteAddress": "remote_address",
-    }.get(stickiness)
-    if standard is not None:
-        return attrgetter(standard)
-    return lambda c: c.properties.get(stickiness)
+        value = fields.get("userId")
+        return value if value is not None else fields.get("sessionId")
+    return fields.get(stickiness)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,31 +109,30 @@ class VariantSpec:
 class VariantSet:
     """A list of variants with the group id and stickiness that choose among them."""
 
-    __slots__ = ("group_id", "has_overrides", "seed", "split", "stickiness", "total", "variants")
+    __slots__ = ("group_id", "has_overrides", "split", "stickiness", "total", "variants")
 
     def __init__(self, variants: Sequence[VariantSpec], group_id: str, stickiness: str) -> None:
         self.variants = tuple(variants)
         self.group_id = group_id
         self.stickiness = stickiness
-        self.seed = _seed_getter(stickiness)
         self.total = sum(v.weight for v in self.variants)
         self.has_overrides = any(v.overrides for v in self.variants)
         # A weighted split decides only when two or more variants can come out.
         self.split = sum(1 for v in self.variants if v.weight > 0) >= 2
 
-    def choose(self, context: Context) -> tuple[VariantSpec | None, bool]:
+    def choose(self, fields: Fields) -> tuple[VariantSpec | None, bool]:
         """The chosen variant (None when there is none to choose) and whether the weighted
         split decided it (not an override, not a single variant)."""
         if self.has_overrides:
             for variant in self.variants:
                 for field, values in variant.overrides:
-                    value = context.value(field)
+                    value = fields.get(field)
                     if value is not None and value in values:
                         return variant, False
         total = self.total
         if total <= 0:
             return None, False
-        seed = self.seed(context)
+        seed = seed_of(self.stickiness, fields)
         if seed is None:
             target = random.randint(1, total)  # noqa: S311 - a variant draw, not a secret
         else:

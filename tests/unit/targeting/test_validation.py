@@ -93,6 +93,8 @@ def test_a_complete_valid_write_has_no_problems() -> None:
         (constraint("REGEX", value="(a"), "/rules/0/constraints/0/value"),
         (constraint("IN_CIDR", values=["10.0.0.0/8", "10.bad"]), "/rules/0/constraints/0/values/1"),
         (constraint("IN", values="1"), "/rules/0/constraints/0/values"),
+        (constraint("STR_CONTAINS", values=[]), "/rules/0/constraints/0/values"),
+        (constraint("IN_CIDR", values=[]), "/rules/0/constraints/0/values"),
         (constraint("IN", values=[1]), "/rules/0/constraints/0/values"),
         (constraint("IN", values=["1"], value="1"), "/rules/0/constraints/0/value"),
         (constraint("NUM_EQ", values=["1"], value="1"), "/rules/0/constraints/0/values"),
