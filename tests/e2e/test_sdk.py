@@ -307,12 +307,6 @@ def test_a_targeted_flag_end_to_end(instance: Instance, tmp_path: Path) -> None:
             assert client.is_enabled("checkout-v2", "42") is False  # a user id alone: no
             variant = client.get_variant("checkout-v2", context=beta_user)
             assert (variant.name, variant.payload) == ("blue", variants[0]["payload"])
-            # The same answer the server gives for the same context.
-            answer = http.post(
-                f"{FLAGS}/evaluate/checkout-v2", json={"context": beta_user.to_dict()}
-            )
-            if answer.status_code == 200:  # the evaluate API may not be merged yet
-                assert answer.json()["variant"]["name"] == variant.name
             # One segment change flips every flag using it, as one event.
             plans = {"constraints": [in_list("plan", "beta", "pro")]}
             assert client.is_enabled("checkout-v2", context=pro) is False
