@@ -20,10 +20,13 @@ run: $(STAMP)
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -n 2
 
-## Long runs kept out of `make test`: 500 seeds of randomized faults (tests/e2e/test_fault_storm.py).
+## Long runs kept out of `make test`: 500 seeds of randomized faults (tests/e2e/test_fault_storm.py),
+## and 1,000,000 random cases against UnleashClient (tests/differential; `make test` runs 10,000).
 soak: $(STAMP)
 	AURORA_FAULT_SEEDS=$${AURORA_FAULT_SEEDS:-500} $(BIN)/python -m pytest -p no:randomly \
 		tests/e2e/test_fault_storm.py --log-cli-level=INFO
+	AURORA_DIFF_CASES=$${AURORA_DIFF_CASES:-1000000} $(BIN)/python -m pytest -n 2 -p no:randomly \
+		tests/differential -rA --log-level=INFO
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

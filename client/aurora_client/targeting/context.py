@@ -71,23 +71,24 @@ class Context(_Fields):
 
     @classmethod
     def of(cls, data: Mapping[str, Any] | None) -> Context:
-        """From the JSON shape of docs/TARGETING.md. Unknown top-level keys are properties (an
-        explicit `properties` entry wins), as in Unleash's SDKs; None means absent."""
+        """From the JSON shape of docs/TARGETING.md. Unknown top-level keys are properties, and
+        win over a `properties` entry of the same name, as UnleashClient answers (its engine
+        reads both; found by the differential test); None means absent."""
         if not data:
             return _EMPTY_CONTEXT
         properties: dict[str, str] = {}
+        given = data.get("properties")
+        if given and (type(given) is dict or isinstance(given, Mapping)):
+            for key, raw in given.items():
+                text = raw if type(raw) is str else as_text(raw)
+                if text is not None:
+                    properties[key] = text
         standard: list[str | None] = [None] * 6
         for key, raw in data.items():
             index = _INDEX.get(key)
             if index is not None:
                 standard[index] = raw if type(raw) is str else as_text(raw)
             elif key != "properties":
-                text = raw if type(raw) is str else as_text(raw)
-                if text is not None:
-                    properties[key] = text
-        given = data.get("properties")
-        if given and (type(given) is dict or isinstance(given, Mapping)):
-            for key, raw in given.items():
                 text = raw if type(raw) is str else as_text(raw)
                 if text is None:
                     properties.pop(key, None)

@@ -69,6 +69,10 @@ _SEMVER = re.compile(
     r"(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
     r"(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?"
 )
+# The engine grammar's semver value (then read strictly: "01.2.3" fits here but is refused).
+_SEMVER_VALUE = re.compile(
+    r"[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?"
+)
 _U64 = 2**64
 
 #: A version's precedence key: (major, minor, patch, release?, pre-release identifiers).
@@ -252,6 +256,8 @@ def compile_constraint(data: Mapping[str, Any]) -> Constraint:
         return build(_list_check(operator, name, values, inverted, folded))
     if operator not in VALUE_OPERATORS:
         return build(_false, broken=f"unknown operator {operator!r}")
+    if value is None and operator == "REGEX":
+        value = ""  # the engine reads a missing regex as the empty one, which matches anything
     if value is None:
         return build(_false, broken=f"{operator} needs a value")
     if operator == "REGEX":
@@ -259,26 +265,44 @@ def compile_constraint(data: Mapping[str, Any]) -> Constraint:
         if regex is None:
             return build(_true if inverted else _false, never="RE2 refuses this regex")
         return build(_regex_check(name, regex, inverted))
-    if operator in NUM_OPERATORS:
-        number = parse_number_value(value)
-        if number is None:
-            return build(_false, broken=f"{value!r} is not a number")
-        return build(_number_check(operator, name, number, inverted))
-    if operator in DATE_OPERATORS:
-        moment = parse_date_value(value)
-        if moment is None:
-            return build(_false, broken=f"{value!r} is not an RFC 3339 date with an offset")
-        now = _now_micros if name == "currentTime" else None
-        return build(
-            _ordered_check(operator, name, parse_date, moment, inverted=inverted, default=now)
-        )
-    if value.startswith("v"):
+    if operator in SEMVER_OPERATORS and value.startswith("v"):
         # Unleash's engine turns such a constraint into a plain false, before inversion.
         return build(_false, never="a semver with a leading 'v' never matches")
-    version = parse_semver(value)
-    if version is None:
-        return build(_false, broken=f"{value!r} is not a semantic version")
-    return build(_ordered_check(operator, name, parse_semver, version, inverted=inverted))
+    check, broken = _ordered(operator, name, value, inverted)
+    return build(check, broken=broken)
+
+
+def _ordered(operator: str, name: str, value: str, inverted: bool) -> tuple[Check, str | None]:
+    """An ordered comparison (NUM_*, DATE_*, SEMVER_*): its check, or why it is broken.
+
+    Unleash's engine reads the value by its shape, whatever the operator's family (its rule
+    grammar tries a date, then a semver, then a number); the operator only gives the direction:
+    NUM_GT "1.2.3" compares versions, SEMVER_EQ "1.2" compares numbers, DATE_AFTER "18" numbers
+    (found by the differential test, tests/differential).
+    """
+    direction = _DIRECTIONS[operator]
+    shape = value.strip(" \t")
+    if _DATE_VALUE.fullmatch(shape) is not None:
+        moment = parse_date(shape)
+        if moment is None:
+            return _false, f"{value!r} is not a valid date"
+        now = _now_micros if name == "currentTime" else None
+        check = _ordered_check(
+            f"DATE_{direction}", name, parse_date, moment, inverted=inverted, default=now
+        )
+        return check, None
+    if _SEMVER_VALUE.fullmatch(shape) is not None:
+        version = parse_semver(shape)
+        if version is None:
+            return _false, f"{value!r} is not a semantic version"
+        check = _ordered_check(
+            f"SEMVER_{direction}", name, parse_semver, version, inverted=inverted
+        )
+        return check, None
+    number = parse_number_value(value)
+    if number is None:
+        return _false, f"{value!r} {_NOT_READ[operator[:3]]}"
+    return _number_check(f"NUM_{direction}", name, number, inverted), None
 
 
 def _now_micros() -> int:
@@ -286,6 +310,27 @@ def _now_micros() -> int:
     return _micros(datetime.now(UTC))
 
 
+#: Why a value of no shape is refused, by the operator's family.
+_NOT_READ = {
+    "NUM": "is not a number",
+    "DAT": "is not an RFC 3339 date with an offset",
+    "SEM": "is not a semantic version",
+}
+#: Each ordered operator's direction; the value's shape picks what is compared.
+_DIRECTIONS = {
+    "NUM_EQ": "EQ",
+    "NUM_GT": "GT",
+    "NUM_GTE": "GTE",
+    "NUM_LT": "LT",
+    "NUM_LTE": "LTE",
+    "DATE_AFTER": "GT",
+    "DATE_BEFORE": "LT",
+    "SEMVER_EQ": "EQ",
+    "SEMVER_GT": "GT",
+    "SEMVER_GTE": "GTE",
+    "SEMVER_LT": "LT",
+    "SEMVER_LTE": "LTE",
+}
 _EPSILON = 2.220446049250313e-16  # Rust's f64::EPSILON: Unleash's NUM_EQ tolerance
 _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "NUM_EQ": lambda a, b: abs(a - b) < _EPSILON,
@@ -293,8 +338,11 @@ _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "NUM_GTE": lambda a, b: a >= b,
     "NUM_LT": lambda a, b: a < b,
     "NUM_LTE": lambda a, b: a <= b,
-    "DATE_AFTER": lambda a, b: a > b,
-    "DATE_BEFORE": lambda a, b: a < b,
+    "DATE_EQ": lambda a, b: a == b,
+    "DATE_GT": lambda a, b: a > b,
+    "DATE_GTE": lambda a, b: a >= b,
+    "DATE_LT": lambda a, b: a < b,
+    "DATE_LTE": lambda a, b: a <= b,
     "SEMVER_EQ": lambda a, b: a == b,
     "SEMVER_GT": lambda a, b: a > b,
     "SEMVER_GTE": lambda a, b: a >= b,
