@@ -22,8 +22,9 @@ Which value a key resolves to (the precedence):
 The evaluation context maps onto Aurora's: `targeting_key` is `userId` (it wins over a `userId`
 attribute); the attributes `userId`, `sessionId`, `remoteAddress`, `environment`, `appName` and
 `currentTime` (a datetime is sent as ISO 8601) are the standard fields; a `properties` mapping
-attribute gives properties; every other attribute is a property too (the `properties` mapping
-wins over a top-level attribute of the same name). Values are stringified as Unleash does.
+attribute gives properties; every other attribute is a property too, and wins over a `properties`
+entry of the same name (as UnleashClient and the server read a context). Values are stringified
+as Unleash does.
 
 Reasons. A flag as it was before targeting (no rules, variants or prerequisites) resolves as it
 always did: DISABLED, STATIC (100 %), SPLIT (partial rollout), DEFAULT (no user, partial rollout),
@@ -77,7 +78,6 @@ _TARGETING_REASONS = {
     TargetingReason.DEFAULT: OFReason.DEFAULT,
     TargetingReason.ERROR: OFReason.ERROR,
 }
-_STANDARD_FIELDS = ("userId", "sessionId", "remoteAddress", "environment", "appName", "currentTime")
 
 
 class _Mismatch(Exception):
@@ -125,23 +125,16 @@ def _object(payload: Mapping[str, str]) -> Sequence[Any] | Mapping[str, Any]:
 
 
 def to_context(evaluation_context: EvaluationContext | None) -> Context:
-    """OpenFeature's evaluation context as Aurora's (the mapping in the module docstring)."""
+    """OpenFeature's evaluation context as Aurora's (the mapping in the module docstring): the
+    attributes are the context's JSON shape, read by `Context.of` as the server reads it."""
     if evaluation_context is None:
         return Context.of(None)
-    data: dict[str, Any] = {}
-    properties: dict[str, Any] = {}
-    nested: Mapping[str, Any] = {}
-    for name, attribute in evaluation_context.attributes.items():
-        value = attribute.isoformat() if isinstance(attribute, datetime) else attribute
-        if name in _STANDARD_FIELDS:
-            data[name] = value
-        elif name == "properties" and isinstance(value, Mapping):
-            nested = value
-        else:
-            properties[name] = value
+    data: dict[str, Any] = {
+        name: value.isoformat() if isinstance(value, datetime) else value
+        for name, value in evaluation_context.attributes.items()
+    }
     if evaluation_context.targeting_key:
         data["userId"] = evaluation_context.targeting_key
-    data["properties"] = {**properties, **nested}
     return Context.of(data)
 
 

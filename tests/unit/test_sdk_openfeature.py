@@ -337,8 +337,9 @@ def test_the_evaluation_context_maps_onto_aurora_context() -> None:
     assert (context.session_id, context.remote_address) == ("s1", "10.0.0.1")
     assert (context.environment, context.app_name) == ("dev", "shop")
     assert context.current_time == when.isoformat()
-    assert dict(context.properties) == {"country": "DE", "plan": "free", "tier": "gold"}
-    assert context.value("country") == "DE"
+    # A top-level attribute wins over a `properties` entry, as Context.of (and UnleashClient) do.
+    assert dict(context.properties) == {"country": "AT", "plan": "free", "tier": "gold"}
+    assert context.value("country") == "AT"
     no_key = to_context(EvaluationContext(None, {"userId": "u2"}))
     assert no_key.user_id == "u2"
     assert to_context(None).user_id is None
