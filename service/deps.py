@@ -7,11 +7,12 @@ of the fast path's requests per second until this changed).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from aurora_client.state import JsonValue
+from aurora_client.targeting import Context
 from fastapi import Depends, Header, Path, Query, Request, Response
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
@@ -24,6 +25,7 @@ from service.reads import Reads
 from service.schemas import check_key, check_service, check_value
 from service.settings import Settings
 from service.store import Store
+from service.targeting.requests import checked_context
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +174,41 @@ async def readable_environment(
     return env
 
 
+async def evaluable_environment(
+    env: Annotated[str, Depends(environment_query)], principal: PrincipalDep
+) -> str:
+    principal.require_evaluate(env)
+    return env
+
+
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+PROPERTY_PARAMETER = "properties["
+
+
+def properties_of(query: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """`properties[NAME]=VALUE` query parameters, as Unleash's frontend API takes them."""
+    return {
+        name[len(PROPERTY_PARAMETER) : -1]: value
+        for name, value in query
+        if name.startswith(PROPERTY_PARAMETER) and name.endswith("]")
+    }
+
+
+async def context_query(request: Request, settings: SettingsDep) -> Context:
+    """The evaluation context of a GET: `user_id` and `properties[NAME]=VALUE`."""
+    data: dict[str, Any] = {"properties": properties_of(request.query_params.multi_items())}
+    user_id = request.query_params.get("user_id")
+    if user_id is not None:
+        data["userId"] = user_id
+    return checked_context(data, settings.max_context_bytes)
+
+
 async def readable_filter(
     rules: RulesDep,
     env: Annotated[str | None, Depends(environment_filter)],
@@ -217,6 +254,28 @@ class ScopeFirstRoute(APIRoute):
         return scope_first
 
 
+class EvaluateFirstRoute(APIRoute):
+    """The evaluation routes: a token must be able to evaluate flags (`evaluate:<env>`, or read
+    or write there) before anything else of the request is read. POST is an evaluation here,
+    not a write: ScopeFirstRoute would ask for a write scope. Where the body names the
+    environment, some environment first, then the route checks the one named."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        env_in_query = "environment" in _query_names(self.dependant)
+
+        async def evaluate_first(request: Request) -> Response:
+            principal, rules = await get_principal(request), await get_rules(request)
+            if env_in_query:
+                named = request.query_params.get("environment")
+                principal.require_evaluate(rules.default_environment if named is None else named)
+            else:
+                principal.require_some_evaluate(rules.environments)
+            return await handler(request)
+
+        return evaluate_first
+
+
 class AdminFirstRoute(APIRoute):
     """A route only admins may call: 403 before anything of the request is read (its body, its
     parameters), for the same reason as ScopeFirstRoute."""
@@ -242,6 +301,7 @@ async def if_match_header(
 
 EnvQuery = Annotated[str, Depends(environment_query)]
 ReadableEnv = Annotated[str, Depends(readable_environment)]
+EvaluableEnv = Annotated[str, Depends(evaluable_environment)]
 ReadableFilter = Annotated[tuple[str, ...] | None, Depends(readable_filter)]
 ServiceQuery = Annotated[str | None, Depends(service_query)]
 KeyPath = Annotated[str, Depends(key_path)]
