@@ -28,7 +28,9 @@ class ContextIn(Body):
     currentTime: ContextText | None = Field(
         default=None, description="RFC 3339; defaults to the time of the evaluation"
     )
-    properties: dict[str, ContextText] = Field(default_factory=dict)
+    properties: dict[str, ContextText | None] = Field(
+        default_factory=dict, description="Free string properties; null means absent"
+    )
 
     def to_context(self, max_bytes: int) -> Context:
         return checked_context(self.model_dump(exclude_none=True), max_bytes)

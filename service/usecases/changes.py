@@ -81,13 +81,9 @@ def stamp_new(item: Item, uow: UnitOfWork, actor: Principal) -> None:
     item.created_by = item.updated_by = actor.name
 
 
-def apply_create(uow: UnitOfWork, item: Item, *, actor: Principal) -> None:
-    """Insert a new item as its key's next version, audited and queued, and commit. A
-    concurrent insert of the same key surfaces as IntegrityError (the caller says what it means).
-
-    A create racing another writer's create-and-delete of the same key reads the same "last
-    version" and would record the same version again; the unique history index refuses the
-    second one at commit, and the use case runs again (ConcurrentWrite) with the next version."""
+def add_new(uow: UnitOfWork, item: Item, *, actor: Principal) -> None:
+    """Insert a new item as its key's next version, audited and queued; the caller commits (once,
+    for a write of many items: an import)."""
     stamp_new(item, uow, actor)
     if isinstance(item, Configuration):
         uow.configs.add(item)
@@ -96,6 +92,16 @@ def apply_create(uow: UnitOfWork, item: Item, *, actor: Principal) -> None:
     else:
         uow.segments.add(item)
     record(uow, item, "create", old=None, actor=actor)
+
+
+def apply_create(uow: UnitOfWork, item: Item, *, actor: Principal) -> None:
+    """Insert a new item as its key's next version, audited and queued, and commit. A
+    concurrent insert of the same key surfaces as IntegrityError (the caller says what it means).
+
+    A create racing another writer's create-and-delete of the same key reads the same "last
+    version" and would record the same version again; the unique history index refuses the
+    second one at commit, and the use case runs again (ConcurrentWrite) with the next version."""
+    add_new(uow, item, actor=actor)
     try:
         uow.commit()
     except IntegrityError as exc:
