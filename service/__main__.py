@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         required=True,
         dest="scopes",
-        help="admin, read, read:<env> or write:<env>; repeatable",
+        help="admin, read, read:<env>, write:<env> or evaluate:<env>; repeatable",
     )
     token.add_parser("list", help="list tokens (never their secrets)")
     revoke = token.add_parser("revoke", help="revoke a token")

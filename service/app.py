@@ -22,11 +22,11 @@ from service.fast import FastReads
 from service.limits import BodyLimit
 from service.observability import Metrics, Observability
 from service.paths import CollectionSlash
-from service.routers import configurations, flags, health, segments, stream, tokens
+from service.routers import configurations, evaluate, flags, health, segments, stream, tokens
 from service.runtime import Runtime
 from service.settings import Settings
 
-ROUTERS = (configurations, flags, segments, stream, tokens, health)
+ROUTERS = (configurations, flags, evaluate, segments, stream, tokens, health)
 #: Collection paths (`/api/v1/tokens/`...): served without the trailing slash too.
 COLLECTIONS = [
     route.path

@@ -210,6 +210,21 @@ async def readable_environment(
     return env
 
 
+async def evaluable_environment(
+    env: Annotated[str, Depends(environment_query)], principal: PrincipalDep
+) -> str:
+    principal.require_evaluate(env)
+    return env
+
+
+async def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
 async def readable_filter(
     rules: RulesDep,
     env: Annotated[str | None, Depends(environment_filter)],
@@ -255,6 +270,28 @@ class ScopeFirstRoute(APIRoute):
         return scope_first
 
 
+class EvaluateFirstRoute(APIRoute):
+    """The evaluation routes: a token must be able to evaluate flags (`evaluate:<env>`, or read
+    or write there) before anything else of the request is read. POST is an evaluation here,
+    not a write: ScopeFirstRoute would ask for a write scope. Where the body names the
+    environment, some environment first, then the route checks the one named."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        env_in_query = "environment" in _query_names(self.dependant)
+
+        async def evaluate_first(request: Request) -> Response:
+            principal, rules = await get_principal(request), await get_rules(request)
+            if env_in_query:
+                named = request.query_params.get("environment")
+                principal.require_evaluate(rules.default_environment if named is None else named)
+            else:
+                principal.require_some_evaluate(rules.environments)
+            return await handler(request)
+
+        return evaluate_first
+
+
 class AdminFirstRoute(APIRoute):
     """A route only admins may call: 403 before anything of the request is read (its body, its
     parameters), for the same reason as ScopeFirstRoute."""
@@ -280,6 +317,7 @@ async def if_match_header(
 
 EnvQuery = Annotated[str, Depends(environment_query)]
 ReadableEnv = Annotated[str, Depends(readable_environment)]
+EvaluableEnv = Annotated[str, Depends(evaluable_environment)]
 ReadableFilter = Annotated[tuple[str, ...] | None, Depends(readable_filter)]
 ServiceQuery = Annotated[str | None, Depends(service_query)]
 KeyPath = Annotated[str, Depends(key_path)]

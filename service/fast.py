@@ -107,7 +107,11 @@ class FastReads:
         if environment not in rules.environments or reads.replica.copy(environment) is None:
             return None
         principal: Principal | None = scope.get("state", {}).get("principal")
-        if principal is None or not principal.can_read(environment):
+        if principal is None or not (
+            principal.can_evaluate(environment)
+            if path.startswith(CHECK)
+            else principal.can_read(environment)
+        ):
             return None  # the route answers 401/403
         try:
             if path.startswith(CHECK):

@@ -2,7 +2,9 @@
 
 Scopes: `admin` (everything, tokens included), `write:<env>` (changes in one environment, and
 reads there), `read` (reads, evaluations and streams in every environment), `read:<env>` (the
-same in one environment).
+same in one environment), `evaluate:<env>` (flag evaluations in one environment and nothing
+else: no configuration values, no flag definitions, no segments, no history, no stream; for
+browsers and gateways, which cannot keep a secret).
 """
 
 from __future__ import annotations
@@ -35,6 +37,18 @@ class Principal:
         return environment is not None and (
             f"read:{environment}" in self.scopes or self.can_write(environment)
         )
+
+    def can_evaluate(self, environment: str) -> bool:
+        return f"evaluate:{environment}" in self.scopes or self.can_read(environment)
+
+    def require_evaluate(self, environment: str) -> None:
+        if not self.can_evaluate(environment):
+            raise Forbidden(f"token {self.name!r} may not evaluate flags in {environment!r}")
+
+    def require_some_evaluate(self, environments: Iterable[str]) -> None:
+        """For an evaluation whose environment is in the body, not read yet."""
+        if not any(self.can_evaluate(environment) for environment in environments):
+            raise Forbidden(f"token {self.name!r} may not evaluate flags in any environment")
 
     def require_write(self, environment: str) -> None:
         if not self.can_write(environment):
@@ -69,10 +83,13 @@ def parse_scopes(scopes: Iterable[str], environments: Iterable[str]) -> frozense
     parsed = set()
     for scope in scopes:
         kind, _, environment = scope.partition(":")
-        valid = (scope in {ADMIN, READ}) or (kind in {"read", "write"} and environment in allowed)
+        valid = (scope in {ADMIN, READ}) or (
+            kind in {"read", "write", "evaluate"} and environment in allowed
+        )
         if not valid:
             raise InvalidInput(
-                f"unknown scope {scope!r}: use admin, read, read:<env> or write:<env> with env "
+                f"unknown scope {scope!r}: use admin, read, read:<env>, write:<env> or "
+                f"evaluate:<env> with env "
                 f"one of {', '.join(sorted(allowed))}"
             )
         parsed.add(scope)

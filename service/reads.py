@@ -343,6 +343,17 @@ class Reads:
         """One flag for a full context: its item and the result (variant, reason, rule)."""
         return evaluate_in(await self.targets(env), env, key, context)
 
+    async def explain(self, env: str, key: str, context: Context) -> dict[str, Any]:
+        """Why the flag answers what it does for this context: per prerequisite, rule and
+        constraint (docs/TARGETING.md, "Explain")."""
+        targets = await self.targets(env)
+        flag = targets.flags.get(key)
+        if flag is None:
+            if key in targets.items:
+                return {"error_code": INVALID_FLAG}
+            raise flag_missing(env, key)
+        return targeting.explain(flag, context, targets.flags, targets.segments)
+
     async def evaluate_all(self, env: str, context: Context) -> dict[str, tuple[Item, Result]]:
         """Every flag of the environment for one context."""
         targets = await self.targets(env)

@@ -24,9 +24,13 @@ import httpx
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 from aurora_client._cache import _MISSING, Change, LocalCache, why_unusable
-from aurora_client.evaluation import Evaluation, evaluate
+from aurora_client.evaluation import Evaluation, Reason, evaluate
 from aurora_client.events import ChangeEvent
 from aurora_client.state import FlagState, JsonValue
+from aurora_client.targeting import Context, Result, Variant
+from aurora_client.targeting import Reason as TargetingReason
+from aurora_client.targeting import evaluate as evaluate_targeting
+from aurora_client.targeting import is_enabled as targeting_is_enabled
 
 log = logging.getLogger("aurora_client")
 
@@ -41,6 +45,16 @@ PERSIST_EVERY_SECONDS = 1.0
 PERSIST_RETRY_CAP_SECONDS = 30.0
 # What valid JSON of the wrong shape raises while an event is parsed and applied.
 BAD_EVENT_ERRORS = (ValueError, KeyError, TypeError, AttributeError)
+
+
+# What get_variant answers for an unknown flag (Unleash's answer for a flag it does not know).
+DISABLED_VARIANT = Variant(name="disabled", payload=None, enabled=False, feature_enabled=False)
+_ROLLOUT = {True: Reason.ROLLOUT_IN, False: Reason.ROLLOUT_OUT}
+_NO_CONTEXT = Context.of(None)
+
+
+def _user_context(user_id: str | None) -> Context:
+    return _NO_CONTEXT if user_id is None else Context.of({"userId": user_id})
 
 
 class Status(StrEnum):
@@ -112,16 +126,71 @@ class AuroraClient:
         value = self._cache.values.get(key, _MISSING)
         return default if value is _MISSING else value
 
-    def is_enabled(self, flag_key: str, user_id: str | None = None, default: bool = False) -> bool:
-        flag = self._cache.flags.get(flag_key)
+    def is_enabled(
+        self,
+        flag_key: str,
+        user_id: str | None = None,
+        default: bool = False,
+        *,
+        context: Context | Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Whether the flag is on for this user (`user_id`) or this `context` (a prebuilt
+        `Context`, the fast way, or a dict in the shape `{"userId": ..., "properties": {...}}`);
+        `default` for an unknown flag."""
+        if context is None:
+            plain = self._cache.plain.get(flag_key)
+            if plain is not None:  # a flag as before targeting: today's one hash, unchanged
+                return evaluate(plain, user_id).enabled
+            context = _user_context(user_id)
+        elif user_id is not None:
+            raise TypeError("is_enabled() takes a user_id or a context, not both")
+        elif not isinstance(context, Context):
+            context = Context.of(context)
+        targets = self._cache.targets
+        flag = targets.flags.get(flag_key)
         if flag is None:
             return default
-        return evaluate(flag, user_id).enabled
+        return targeting_is_enabled(flag, context, targets.flags, targets.segments)
+
+    def get_variant(
+        self,
+        flag_key: str,
+        context: Context | Mapping[str, Any] | None = None,
+        default: Variant | None = None,
+    ) -> Variant:
+        """The flag's variant for this context. An unknown flag answers `default`, else the
+        `disabled` variant (not enabled, feature not enabled), as Unleash does."""
+        result = self.details(flag_key, context)
+        if result is not None:
+            return result.variant
+        return DISABLED_VARIANT if default is None else default
+
+    def details(
+        self, flag_key: str, context: Context | Mapping[str, Any] | None = None
+    ) -> Result | None:
+        """The whole evaluation for this context: enabled, variant, reason (with the rule that
+        matched) and error code; None for an unknown flag."""
+        if not isinstance(context, Context):
+            context = Context.of(context)
+        targets = self._cache.targets
+        flag = targets.flags.get(flag_key)
+        if flag is None:
+            return None
+        return evaluate_targeting(flag, context, targets.flags, targets.segments)
 
     def evaluation(self, flag_key: str, user_id: str | None = None) -> Evaluation | None:
-        """The full evaluation (enabled, reason, bucket), or None for an unknown flag."""
-        flag = self._cache.flags.get(flag_key)
-        return None if flag is None else evaluate(flag, user_id)
+        """The rollout evaluation (enabled, reason, bucket), or None for an unknown flag. For a
+        flag with rules, variants or prerequisites, the targeting result in these terms
+        (DISABLED, else ROLLOUT_IN / ROLLOUT_OUT, without a bucket): use `details()` there."""
+        flag = self._cache.plain.get(flag_key)
+        if flag is not None:
+            return evaluate(flag, user_id)
+        result = self.details(flag_key, _user_context(user_id))
+        if result is None:
+            return None
+        if result.reason is TargetingReason.DISABLED:
+            return Evaluation(False, Reason.DISABLED, None)
+        return Evaluation(result.enabled, _ROLLOUT[result.enabled], None)
 
     def all_configs(self) -> dict[str, JsonValue]:
         return dict(self._cache.values)

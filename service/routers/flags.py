@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 from service.context import PROPERTIES_PARAMETER, PropertiesQuery
 from service.deps import (
     EnvQuery,
+    EvaluableEnv,
     FlagKeyPath,
     IfMatchDep,
     PrincipalDep,
@@ -97,7 +98,7 @@ async def list_flags(
 
 @router.get("/bulk", response_model=dict[str, bool], openapi_extra=PROPERTIES_PARAMETER)
 async def bulk_flags(
-    reads: ReadsDep, env: ReadableEnv, properties: PropertiesQuery, user_id: UserId = None
+    reads: ReadsDep, env: EvaluableEnv, properties: PropertiesQuery, user_id: UserId = None
 ) -> dict[str, bool]:
     """Every flag of the environment, evaluated for the user when one is given."""
     return await reads.bulk_flags(env, user_id, properties)
@@ -116,7 +117,7 @@ async def get_flag_by_key(
 async def evaluate_flag(
     key: FlagKeyPath,
     reads: ReadsDep,
-    env: ReadableEnv,
+    env: EvaluableEnv,
     properties: PropertiesQuery,
     user_id: UserId = None,
 ) -> EvaluationOut:
@@ -138,7 +139,7 @@ async def evaluate_flag(
 async def check_flag(
     key: FlagKeyPath,
     reads: ReadsDep,
-    env: ReadableEnv,
+    env: EvaluableEnv,
     properties: PropertiesQuery,
     user_id: UserId = None,
 ) -> CheckOut:

@@ -1,4 +1,4 @@
-"""The client SDK against live servers on MariaDB and Redis (issue #5)."""
+"""The client SDK against live servers on MariaDB and Redis (issue #5; targeting: issue 10)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
-from aurora_client import AuroraClient, Change, Status
-from aurora_client.openfeature import AuroraProvider
+from aurora_client import AuroraClient, Change, Context, Status
+from aurora_client.openfeature import AuroraProvider, to_context
 from openfeature import api
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.exception import ErrorCode
@@ -258,3 +259,116 @@ async def test_async_usage(instance: Instance) -> None:
 
                 await asyncio.sleep(0.01)
             assert client.get("limit") == 21
+
+
+SEGMENTS = "/api/v1/segments"
+
+
+def in_list(name: str, *values: str) -> dict[str, object]:
+    return {"context_name": name, "operator": "IN", "values": list(values)}
+
+
+def shopper(plan: str | None = None) -> Context:
+    properties: dict[str, object] = {"country": "DE-BY", "age": 30}
+    if plan:
+        properties["plan"] = plan
+    return Context.of({"userId": "42", "properties": properties})
+
+
+def test_a_targeted_flag_end_to_end(instance: Instance, tmp_path: Path) -> None:
+    """docs/SDK.md's example: a segment and a flag with a rule and variants written over REST,
+    checked in the SDK with a context; a segment change is one event; the state file keeps it."""
+    state_file = tmp_path / "state.json"
+    with instance() as server, httpx.Client(base_url=server.url) as http:
+        segment = {"name": "beta-testers", "constraints": [in_list("plan", "beta")]}
+        assert http.post(f"{SEGMENTS}/", json=segment).status_code == 201
+        rule = {
+            "id": "beta-de",
+            "segments": ["beta-testers"],
+            "constraints": [
+                in_list("userId", "42", "43"),
+                {"context_name": "country", "operator": "STR_STARTS_WITH", "values": ["DE"]},
+                {"context_name": "age", "operator": "NUM_GT", "value": "17"},
+            ],
+        }
+        variants = [
+            {"name": "blue", "payload": {"type": "string", "value": "#00f"}},
+            {"name": "green", "payload": {"type": "json", "value": '{"shade": 2}'}},
+        ]
+        flag = {"flag_key": "checkout-v2", "is_enabled": True, "rules": [rule]}
+        assert http.post(f"{FLAGS}/", json={**flag, "variants": variants}).status_code == 201
+        user, beta_user, pro = shopper(), shopper("beta"), shopper("pro")
+        with AuroraClient(server.url, cache_file=state_file) as client:
+            assert client.wait_until_ready(5)
+            seen: list[Change] = []
+            client.on_change(seen.append)
+            assert client.is_enabled("checkout-v2", context=beta_user) is True
+            assert client.is_enabled("checkout-v2", context=user) is False  # not in the segment
+            assert client.is_enabled("checkout-v2", "42") is False  # a user id alone: no
+            variant = client.get_variant("checkout-v2", context=beta_user)
+            assert (variant.name, variant.payload) == ("blue", variants[0]["payload"])
+            # One segment change flips every flag using it, as one event.
+            plans = {"constraints": [in_list("plan", "beta", "pro")]}
+            assert client.is_enabled("checkout-v2", context=pro) is False
+            assert http.put(f"{SEGMENTS}/beta-testers", json=plans).status_code == 200
+            eventually(
+                lambda: client.is_enabled("checkout-v2", context=pro),
+                within=2,
+                what="the segment's change",
+            )
+            assert [(c.kind, c.key) for c in seen] == [("segment", "beta-testers")]
+            # OpenFeature on the same client: the variant's payload as a string and an object.
+            provider = AuroraProvider(client)
+            of = EvaluationContext("43", {"country": "DE", "age": 18, "plan": "pro"})
+            chosen = client.get_variant("checkout-v2", context=to_context(of)).name
+            text = provider.resolve_string_details("checkout-v2", "", of)
+            shade = provider.resolve_object_details("checkout-v2", {}, of)
+            if chosen == "blue":
+                assert (text.value, text.variant, shade.error_code) == (
+                    "#00f",
+                    "blue",
+                    ErrorCode.TYPE_MISMATCH,
+                )
+            else:
+                assert (shade.value, shade.variant, text.error_code) == (
+                    {"shade": 2},
+                    "green",
+                    ErrorCode.TYPE_MISMATCH,
+                )
+        saved = json.loads(state_file.read_text())
+        assert [s["name"] for s in saved["segments"]] == ["beta-testers"]
+        assert saved["flags"][0]["rules"][0]["id"] == "beta-de"
+    with AuroraClient(f"http://127.0.0.1:{free_port()}", cache_file=state_file) as offline:
+        assert offline.status is Status.STALE
+        assert offline.is_enabled("checkout-v2", context=pro) is True  # the saved segment
+
+
+UNICODE_KEYS = ["Hellø_Wørld", "🚀 launch", "a/b?c#d%e&f=g+h"]
+
+
+def test_flag_keys_in_any_unicode_reach_the_sdk(instance: Instance) -> None:
+    """Keys percent-encoded in every path (quote with no safe characters): the SDK sees each
+    flag under its own key, and every write to it."""
+    with (
+        instance() as server,
+        httpx.Client(base_url=server.url) as http,
+        AuroraClient(server.url) as client,
+    ):
+        assert client.wait_until_ready(5)
+        for key in UNICODE_KEYS:
+            body = {"flag_key": key, "is_enabled": True, "rollout_percentage": 100}
+            assert http.post(f"{FLAGS}/", json=body).status_code == 201, key
+        eventually(lambda: set(UNICODE_KEYS) <= set(client.all_flags()), within=2, what="the flags")
+        for key in UNICODE_KEYS:
+            assert client.is_enabled(key, "u1") is True
+            path = quote(key, safe="")
+            rules = {"rules": [{"constraints": [in_list("userId", "u2")]}]}
+            assert http.put(f"{FLAGS}/rules/{path}", json=rules).status_code == 200, key
+        eventually(
+            lambda: not any(client.is_enabled(key, "u1") for key in UNICODE_KEYS),
+            within=2,
+            what="the rules",
+        )
+        for key in UNICODE_KEYS:
+            assert client.is_enabled(key, context={"userId": "u2"}) is True
+            assert client.details(key, {"userId": "u2"}).rule_id == "r1"  # type: ignore[union-attr]

@@ -20,6 +20,8 @@ from aurora_client.openfeature import AuroraProvider
 from openfeature import api
 from openfeature.event import ProviderEvent
 
+from tests.unit.test_sdk_targeting import segment, targeted, who
+
 FLAG = {
     "flag_key": "f",
     "environment": "production",
@@ -134,6 +136,12 @@ BAD_EVENTS = {
         id="e:2",
     ),
     "data a JSON list": sse("upsert", [], id="e:2"),
+    "segment constraints not a list": sse(
+        "upsert",
+        {"kind": "segment", "op": "upsert", "key": "s", "environment": "production"}
+        | {"version": 1, "state": {**segment(), "name": "s", "constraints": "plan IN beta"}},
+        id="e:2",
+    ),
     "snapshot data a JSON list": sse("snapshot", [], id="e:2"),
     "not JSON": b"event: upsert\nid: e:2\ndata: {oops\n\n",
 }
@@ -461,3 +469,51 @@ async def test_a_failed_state_file_write_is_retried_and_saving_goes_on(
         assert client.all_flags()["f"].rollout_percentage == 30
     assert client.persist_failures == 1
     assert any("No space left" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.anyio
+async def test_a_segment_event_changes_the_answer_and_is_resumed_after(
+    windows: list[float], tmp_path: Path
+) -> None:
+    pro = segment(("pro",), version=2)
+    change = {"kind": "segment", "op": "upsert", "key": "beta-testers"}
+    change |= {"environment": "production", "version": 2, "state": pro}
+    first = stream(
+        snapshot(flags=[targeted()], segments=[segment()]), sse("upsert", change, id="e:2")
+    )
+    beat = sse("heartbeat", {"cursor": "e:2", "heartbeat_seconds": 15})
+    server = Server(lambda n: first if n == 1 else stream(beat, hang=True))
+    state_file = tmp_path / "state.json"
+    async with server.client(cache_file=state_file) as client:
+        await until(lambda: len(server.resumed_from) == 2 and client.status is Status.READY)
+        assert server.resumed_from == [None, "e:2"]  # by cursor, past the segment's event
+        assert client.is_enabled("checkout", context=who("1", plan="pro")) is True
+        assert client.is_enabled("checkout", context=who("1", plan="beta")) is False
+    saved = json.loads(state_file.read_text())
+    assert (saved["cursor"], saved["segments"]) == ("e:2", [pro])
+    assert saved["flags"] == [targeted()]
+
+
+@pytest.mark.anyio
+async def test_names_in_any_unicode_are_percent_encoded_in_the_stream_url(
+    windows: list[float],
+) -> None:
+    environment, service = "prød 🚀", "a/b?c#d%e&f=g+h"
+    seen: list[httpx.URL] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url)
+        data = {**SNAPSHOT, "environment": environment, "service_name": service, "flags": []}
+        return stream(sse("snapshot", data, id="e:1"), hang=True)
+
+    transport = httpx.MockTransport(answer)
+    async with AuroraClient("http://aurora", environment, service, transport=transport) as client:
+        await until(lambda: client.status is Status.READY)
+    (url,) = seen
+    assert url.path == "/api/v1/stream"
+    assert dict(url.params) == {"environment": environment, "service_name": service}
+    query = url.query.decode("ascii")  # nothing but ASCII on the wire
+    assert "pr%C3%B8d" in query
+    assert "%F0%9F%9A%80" in query
+    for reserved in "/?#&=+":
+        assert reserved not in query.split("&", 1)[1].partition("=")[2], query
