@@ -51,6 +51,10 @@ class ImportReport:
         getattr(self, outcome).append({"kind": kind, "key": key, "version": version})
 
 
+def _over(count: int, limit: int, pointer: str, what: str, setting: str) -> list[Problem]:
+    return [Problem(pointer, f"{count} {what}, over {limit}", setting)] if count > limit else []
+
+
 def _problems(
     flags: list[dict[str, Any]], segments: list[dict[str, Any]], limits: Limits
 ) -> list[Problem]:
@@ -69,34 +73,30 @@ def _problems(
         except ValueError as exc:
             problems.append(Problem(f"{where}/name", f"{flag['flag_key']!r}: {exc}"))
         rules = flag["rules"]
-        if len(rules) > limits.rules_per_flag:
-            problems.append(
-                Problem(
-                    f"{where}/strategies",
-                    f"{len(rules)} strategies, over {limits.rules_per_flag}",
-                    "AURORA_MAX_RULES_PER_FLAG",
-                )
-            )
+        problems += _over(
+            len(rules),
+            limits.rules_per_flag,
+            f"{where}/strategies",
+            "strategies",
+            "AURORA_MAX_RULES_PER_FLAG",
+        )
         for r, rule in enumerate(rules):
             constraints = rule.get("constraints") or []
-            if len(constraints) > limits.constraints_per_rule:
-                problems.append(
-                    Problem(
-                        f"{where}/strategies/{r}/constraints",
-                        f"{len(constraints)} constraints, over {limits.constraints_per_rule}",
-                        "AURORA_MAX_CONSTRAINTS_PER_RULE",
-                    )
-                )
+            problems += _over(
+                len(constraints),
+                limits.constraints_per_rule,
+                f"{where}/strategies/{r}/constraints",
+                "constraints",
+                "AURORA_MAX_CONSTRAINTS_PER_RULE",
+            )
             for c, constraint in enumerate(constraints):
-                values = constraint.get("values") or []
-                if len(values) > limits.values_per_constraint:
-                    problems.append(
-                        Problem(
-                            f"{where}/strategies/{r}/constraints/{c}/values",
-                            f"{len(values)} values, over {limits.values_per_constraint}",
-                            "AURORA_MAX_VALUES_PER_CONSTRAINT",
-                        )
-                    )
+                problems += _over(
+                    len(constraint.get("values") or []),
+                    limits.values_per_constraint,
+                    f"{where}/strategies/{r}/constraints/{c}/values",
+                    "values",
+                    "AURORA_MAX_VALUES_PER_CONSTRAINT",
+                )
     return problems
 
 

@@ -144,3 +144,19 @@ def test_not_a_document_is_422(client: TestClient) -> None:
     assert client.post(IMPORT, json=[1]).status_code == 422
     unknown_env = client.post(IMPORT, params={"environment": "mars"}, json=DOCUMENT)
     assert unknown_env.status_code in {403, 422}
+
+
+def test_the_write_limits_hold_for_an_import_too(client: TestClient) -> None:
+    many = [str(n) for n in range(1001)]
+    constraint = {"contextName": "userId", "operator": "IN", "values": many}
+    feature = {
+        "name": "big",
+        "enabled": True,
+        "strategies": [{"name": "default", "constraints": [constraint]}],
+    }
+    response = client.post(IMPORT, json={"version": 1, "features": [feature]})
+    assert response.status_code == 422
+    (error,) = response.json()["errors"]
+    assert error["pointer"] == "/features/0/strategies/0/constraints/0/values"
+    assert error["limit"] == "AURORA_MAX_VALUES_PER_CONSTRAINT"
+    assert _flags(client) == {}
