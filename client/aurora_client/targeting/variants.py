@@ -20,6 +20,7 @@ from typing import Any
 
 from mmh3 import hash as murmur3
 
+from aurora_client.targeting import operators
 from aurora_client.targeting.operators import Fields
 
 VARIANT_SEED = 86028157
@@ -136,6 +137,8 @@ class VariantSet:
             for variant in self.variants:
                 for field, values in variant.overrides:
                     value = fields.get(field)
+                    if value is None and field == "currentTime":
+                        value = operators.now_text()  # as a constraint reads it
                     if value is not None and value in values:
                         return variant, False
         total = self.total

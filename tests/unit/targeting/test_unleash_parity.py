@@ -247,3 +247,31 @@ def test_the_time_of_the_call_is_written_as_unleashs_python_sdk_writes_it(
     )
     assert starts.check(Context().fields) is True
     assert starts.check(Context.of({"currentTime": "2030-01-01T00:00:00Z"}).fields) is False
+
+
+def test_a_variant_override_on_a_missing_current_time_reads_the_time_of_the_call(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Found at 1,000,000 cases: Unleash's SDK fills currentTime before overrides are read too.
+    now = "2024-06-15T12:30:00.500000+00:00"
+    monkeypatch.setattr(operators_module, "now_text", lambda: now)
+    flags = imported(
+        {
+            "name": "f",
+            "strategies": [],
+            "variants": [
+                {
+                    "name": "forced",
+                    "weight": 0,
+                    "weightType": "fix",
+                    "overrides": [{"contextName": "currentTime", "values": [now]}],
+                },
+                {"name": "hashed", "weight": 1000, "weightType": "variable"},
+            ],
+        }
+    )
+    assert answer(flags, "f", {"userId": "1"}) == (True, "forced")
+    assert answer(flags, "f", {"userId": "1", "currentTime": "2020-01-01T00:00:00Z"}) == (
+        True,
+        "hashed",
+    )
