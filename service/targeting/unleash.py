@@ -9,12 +9,16 @@ Each built-in strategy becomes one rule:
 - userWithId: IN on userId over the comma-separated `userIds` (trimmed).
 - gradualRolloutUserId / gradualRolloutSessionId: `percentage` on userId / sessionId stickiness
   with the strategy's `groupId` (both required, else the rule never matches, as in Unleash).
-- gradualRolloutRandom: `percentage` on random stickiness.
+- gradualRolloutRandom: `percentage` on random stickiness (Unleash's draw is 1..99 below the
+  percentage: never on at 1 %, always at 100 % and above; random_percentage).
 - remoteAddress: IN_CIDR on remoteAddress over `IPs` (an address is its own /32 or /128; invalid
   entries are ignored, as Unleash does).
 - applicationHostname: IN on the `hostname` context property, case-insensitive, over `hostNames`.
-- flexibleRollout: `rollout` with `stickiness` (default `default`) and `groupId` (default the
-  flag key).
+- flexibleRollout: `rollout` with `stickiness` (default `default`) and `groupId` (without one,
+  `group_id` null: the key of the flag evaluated, which in a prerequisite check is the dependent
+  flag's, as in Unleash).
+Strategy variants hash with the strategy's `stickiness` parameter (else `default`) and its
+`groupId` (else the flag key), whichever strategy it is, as Unleash picks them.
 A strategy's constraints, segments and variants carry over; a custom strategy is refused.
 """
 
@@ -79,30 +83,41 @@ def _constraint(data: Mapping[str, Any], where: str, warnings: list[str]) -> dic
     return out
 
 
+_USIZE = 2**64
+
+
 def _percentage(raw: Any) -> int | None:
     """A strategy's percentage parameter as Unleash's engine reads it (an unsigned integer),
     or None when it does not parse (the strategy then never matches)."""
     text = raw if isinstance(raw, str) else str(raw) if isinstance(raw, int) else None
     if text is None or not text.isascii() or not text.isdigit():
         return None
-    return int(text)
+    number = int(text)
+    return number if number < _USIZE else None  # Rust's usize parsing fails above
 
 
-def _variants(raw: Any, *, strategy: bool) -> list[dict[str, Any]]:
+def _variants(raw: Any, *, strategy: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """A feature's variants (`strategy` None) or a strategy's. Unleash picks a strategy's
+    variants with the strategy's `stickiness` parameter (else `default`), whatever the variants
+    say and whatever the strategy's own rollout hashes: each variant gets that stickiness."""
+    sticky = None
+    if strategy is not None:
+        param = (strategy.get("parameters") or {}).get("stickiness")
+        sticky = param if isinstance(param, str) and param else "default"
     out = []
     for data in raw or []:
         variant: dict[str, Any] = {
             "name": data.get("name"),
             "weight": data.get("weight", 0),
             "weight_type": data.get("weightType") or "variable",
-            "stickiness": data.get("stickiness") or "default",
+            "stickiness": sticky or data.get("stickiness") or "default",
             "payload": None,
             "overrides": [],
         }
         payload = data.get("payload")
         if isinstance(payload, Mapping):
             variant["payload"] = {"type": payload.get("type"), "value": payload.get("value")}
-        if not strategy:  # Unleash's engine ignores overrides on strategy variants
+        if strategy is None:  # Unleash's engine ignores overrides on strategy variants
             variant["overrides"] = [
                 {"context_name": o.get("contextName"), "values": list(o.get("values") or [])}
                 for o in data.get("overrides") or []
@@ -149,7 +164,16 @@ def _random(params: Mapping[str, Any]) -> _Mapped:
     percentage = _percentage(params.get("percentage"))
     if percentage is None:
         return "no percentage"
-    return [], _rollout(percentage, "random", None)
+    return [], _rollout(random_percentage(percentage), "random", None)
+
+
+def random_percentage(percentage: int) -> int:
+    """gradualRolloutRandom's `percentage` p as our random rollout. Unleash's engine draws
+    1..99 and holds when the draw is below p: never at 1 (nor 0), always from 100 up (150
+    included), (p - 1) / 99 between; the nearest whole percentage of that."""
+    if percentage >= 100:
+        return 100
+    return max(0, round((percentage - 1) * 100 / 99))
 
 
 def _flexible(params: Mapping[str, Any]) -> _Mapped:
@@ -212,6 +236,10 @@ def _rule(
         rollout = _rollout(0, "default", None)
     else:
         constraints, rollout = mapped
+        group = (strategy.get("parameters") or {}).get("groupId")
+        if rollout["group_id"] is None and isinstance(group, str):
+            # Unleash hashes any strategy's variants with its groupId parameter.
+            rollout["group_id"] = group
     if rollout["percentage"] > 100:
         warnings.append(f"{where}: rollout above 100; Unleash keeps this flag off for everyone")
     for constraint in constraints:
@@ -231,7 +259,7 @@ def _rule(
         "constraints": constraints,
         "segments": segments,
         "rollout": rollout,
-        "variants": _variants(strategy.get("variants"), strategy=True),
+        "variants": _variants(strategy.get("variants"), strategy=strategy),
     }
 
 
@@ -304,7 +332,7 @@ def convert(document: Mapping[str, Any]) -> Conversion:
                 # A feature without strategies is on for everyone while enabled (Unleash).
                 "rollout_percentage": 100,
                 "rules": rules,
-                "variants": _variants(feature.get("variants"), strategy=False),
+                "variants": _variants(feature.get("variants"), strategy=None),
                 "prerequisites": prerequisites,
             }
         )

@@ -9,7 +9,8 @@ invalid for an operator (a bad number, date, semver, regex or CIDR) are drawn on
 
 `random_dependent` says where Unleash's answer depends on its random number generator (random
 stickiness, or default stickiness with neither userId nor sessionId), so the test compares only
-what is deterministic.
+what is deterministic. `clock` gives each document the instant both sides read as the time of
+the call (oracle.frozen_clock), so a constraint on a missing currentTime is compared too.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 Document = dict[str, Any]
@@ -36,8 +38,7 @@ REMOTE_ADDRESSES = [
 ]
 ENVIRONMENTS = ["dev", "default", "production", "Prod", "stage"]
 APP_NAMES = ["shop", "Shop", "web-app", "app-ø"]
-# Far from the wall clock (an absent currentTime is "now" on both sides), so a missing
-# currentTime gives the same answer on every day this test runs.
+# An absent currentTime is the frozen instant of `clock`, which lands on or next to these.
 DATES = [
     "2020-01-01T00:00:00Z",
     "2020-01-01T00:00:00.000Z",
@@ -45,6 +46,9 @@ DATES = [
     "2024-06-15T14:30:00+02:00",
     "2031-01-01T00:00:00+02:00",
     "2099-12-31T23:59:59Z",
+    "2024-06-15T12:30:00.500000+00:00",  # as Python writes the time of the call
+    "2020-01-01T00:00:00+00:00",
+    "2026-03-01T08:15:42.000+00:00",
     "2024-06-15",
     "2025-13-01T00:00:00Z",
     "yesterday",
@@ -95,6 +99,7 @@ CIDRS = [
 # Constraint values Unleash refuses to compile: the whole flag is then off in UnleashClient
 # (Yggdrasil compiles a flag's strategies into one rule), so they are drawn rarely.
 INVALID_VALUES = [
+    "2024-06-15T12:30:00.500000+00:00",  # a context date, not a constraint's (6 digits)
     "1_0",
     "abc",
     "",
@@ -299,8 +304,8 @@ class _Gen:
             if not self.chance(self.knobs.missing_group_id):
                 params["groupId"] = group
         elif kind == "gradualRolloutRandom":
-            # Random: only where the answer cannot depend on the draw.
-            params["percentage"] = str(self.pick(["0", "100"]))
+            # Unleash draws 1..99 below the percentage: 0, 1 and from 100 up are certain.
+            params["percentage"] = str(self.pick(["0", "1", "100", "150", "2", "50", "99"]))
         elif kind == "remoteAddress":
             params["IPs"] = ", ".join(self.some([*REMOTE_ADDRESSES[:6], *CIDRS[:6]], 0, 3))
         elif kind == "applicationHostname":
@@ -351,8 +356,8 @@ class _Gen:
             for i in range(count):
                 if i in fixed:
                     out.append((fixed[i], "fix"))
-                else:
-                    out.append((share + (extra if i == variable[-1] else 0), "variable"))
+                else:  # fixVariantWeights: the first variable ones get the remainder
+                    out.append((share + (1 if variable.index(i) < extra else 0), "variable"))
             if sum(w for w, _ in out) == 0:
                 out[0] = (1000, out[0][1])
             return out
@@ -460,6 +465,26 @@ def generate(
     return document, [gen.context() for _ in range(contexts)]
 
 
+def clock(seed: int) -> datetime:
+    """The instant both sides take for the time of the call in this document (a context without
+    currentTime gets it): on, or a second or a fraction next to, one of DATES; on a whole second
+    or not (Python's isoformat then writes no fraction)."""
+    rng = random.Random(f"clock-{seed}")
+    base = datetime.fromisoformat(
+        rng.choice(
+            [
+                "2020-01-01T00:00:00+00:00",
+                "2024-06-15T12:30:00+00:00",
+                "2030-12-31T22:00:00+00:00",
+                "2026-03-01T08:15:42+00:00",
+            ]
+        )
+    )
+    shift = timedelta(seconds=rng.choice([-1, 0, 0, 1]))
+    fraction = timedelta(microseconds=rng.choice([0, 0, 1, 500_000, rng.randint(1, 999_999)]))
+    return (base + shift + fraction).astimezone(UTC)
+
+
 # Where Unleash's answer is random: excluded from the comparison.
 
 
@@ -489,6 +514,9 @@ def _strategy_random(strategy: Mapping[str, Any], ctx: Mapping[str, Any]) -> boo
     if strategy["name"] == "flexibleRollout":
         rollout = params.get("rollout", "")
         return rollout not in ("0", "100") and _seed(params.get("stickiness"), ctx) is None
+    if strategy["name"] == "gradualRolloutRandom":
+        percentage = params.get("percentage", "")
+        return percentage.isdigit() and 1 < int(percentage) < 100
     return False
 
 
@@ -498,31 +526,10 @@ def _variants_random(
     return len(variants) > 1 and _seed(stickiness, ctx) is None
 
 
-def _clock_dependent(
-    strategy: Mapping[str, Any], segments: Mapping[int, Any], ctx: Mapping[str, Any]
-) -> bool:
-    """UnleashClient fills a missing currentTime with the time of the call, for every operator
-    (ours only for ordered comparisons): a string, list or regex constraint on it then depends
-    on the clock's digits. Left out, and reported to the lead as a divergence on its own."""
-    if "currentTime" in ctx:
-        return False
-    constraints = list(strategy.get("constraints") or [])
-    for sid in strategy.get("segments") or []:
-        constraints += (segments.get(sid) or {}).get("constraints") or []
-    return any(
-        c.get("contextName") == "currentTime" and c.get("operator") in (*OPERATORS_LIST, "REGEX")
-        for c in constraints
-    )
-
-
-def _flag_random(
-    feature: Mapping[str, Any], ctx: Mapping[str, Any], segments: Mapping[int, Any]
-) -> tuple[bool, bool]:
+def _flag_random(feature: Mapping[str, Any], ctx: Mapping[str, Any]) -> tuple[bool, bool]:
     """(enabled is random, variant is random) for this flag alone."""
     strategies = feature.get("strategies") or []
-    enabled = any(
-        _strategy_random(s, ctx) or _clock_dependent(s, segments, ctx) for s in strategies
-    )
+    enabled = any(_strategy_random(s, ctx) for s in strategies)
     variant = any(
         _variants_random(
             s.get("variants") or [], (s.get("parameters") or {}).get("stickiness"), ctx
@@ -542,12 +549,11 @@ def random_dependent(document: Document, name: str, ctx: Mapping[str, Any]) -> t
     a parent whose answer or variant may be random taints its children entirely.
     """
     by_name = {f["name"]: f for f in document["features"]}
-    segments = {s["id"]: s for s in document.get("segments") or []}
     feature = by_name[name]
-    enabled, variant = _flag_random(feature, ctx, segments)
+    enabled, variant = _flag_random(feature, ctx)
     for dep in feature.get("dependencies") or []:
         parent = by_name.get(dep["feature"])
-        if parent is not None and any(_flag_random(parent, ctx, segments)):
+        if parent is not None and any(_flag_random(parent, ctx)):
             enabled = True
     return enabled, enabled or variant
 

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
+import UnleashClient._context as unleash_context
+from aurora_client.targeting import operators
 from UnleashClient import UnleashClient
 from UnleashClient.cache import BaseCache
 from UnleashClient.constants import FEATURES_URL
@@ -64,3 +69,23 @@ class Unleash:
 
     def get_variant(self, name: str, context: dict[str, Any]) -> dict[str, Any]:
         return dict(self.client.get_variant(name, dict(context)))
+
+
+@contextmanager
+def frozen_clock(instant: datetime) -> Iterator[None]:
+    """Both sides read `instant` as the time of the call (the currentTime a context without
+    one gets): UnleashClient's context enricher and our operators. Without it a constraint on
+    a missing currentTime compares the microseconds of two different calls."""
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Any:
+            return instant.astimezone(tz)
+
+    saved = unleash_context.datetime, operators.now_text
+    unleash_context.datetime = Frozen  # type: ignore[misc]
+    operators.now_text = instant.isoformat
+    try:
+        yield
+    finally:
+        unleash_context.datetime, operators.now_text = saved  # type: ignore[misc]

@@ -8,13 +8,14 @@ import json
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from aurora_client.targeting import Context, Flag, Segment, evaluate
 
 from service.targeting.unleash import convert
 from tests.differential.generator import Document, UnleashContext, random_dependent
-from tests.differential.oracle import Unleash
+from tests.differential.oracle import Unleash, frozen_clock
 
 Answer = tuple[bool, dict[str, Any]]
 
@@ -74,11 +75,13 @@ class Disagreement:
     unleash: Answer
     ours: Answer | str
     variant_is_random: bool
+    now: datetime  # the time of the call both sides read (generator.clock)
 
     def report(self) -> str:
         return (
             f"seed {self.seed}: flag {self.flag!r}\n"
             f"  context:  {json.dumps(self.context, ensure_ascii=False)}\n"
+            f"  now:      {self.now.isoformat()} (a missing currentTime)\n"
             f"  unleash:  {_show(self.unleash)}\n"
             f"  ours:     {_show(self.ours)}\n"
             f"  variant compared: {not self.variant_is_random}\n"
@@ -93,15 +96,18 @@ def _show(answer: Answer | str) -> str:
     return f"enabled={answer[0]} variant={json.dumps(answer[1], ensure_ascii=False)}"
 
 
-def check(document: Document, name: str, context: UnleashContext) -> Disagreement | None:
-    """Both sides on one case, from scratch (the minimizer's probe)."""
+def check(
+    document: Document, name: str, context: UnleashContext, now: datetime
+) -> Disagreement | None:
+    """Both sides on one case, from scratch, at the instant `now` (the minimizer's probe)."""
     enabled_random, variant_random = random_dependent(document, name, context)
     if enabled_random:
         return None
-    theirs = unleash_answer(Unleash(document), name, context)
-    ours = _ours_or_error(build_ours(document), name, context)
+    with frozen_clock(now):
+        theirs = unleash_answer(Unleash(document), name, context)
+        ours = _ours_or_error(build_ours(document), name, context)
     if differs(theirs, ours, variant_is_random=variant_random):
-        return Disagreement(0, name, document, context, theirs, ours, variant_random)
+        return Disagreement(0, name, document, context, theirs, ours, variant_random, now)
     return None
 
 
@@ -174,7 +180,7 @@ def minimize(found: Disagreement, budget: int = 400) -> Disagreement:
             probes += 1
             if probes > budget:
                 return None
-            smaller = check(document, current.flag, context)
+            smaller = check(document, current.flag, context, current.now)
             if smaller is not None:
                 return smaller
         return None

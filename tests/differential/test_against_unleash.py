@@ -17,11 +17,18 @@ from __future__ import annotations
 import logging
 import os
 import time
+from datetime import datetime
 
 import pytest
 
-from tests.differential.generator import generate, random_dependent
-from tests.differential.oracle import Unleash
+from tests.differential.generator import (
+    Document,
+    UnleashContext,
+    clock,
+    generate,
+    random_dependent,
+)
+from tests.differential.oracle import Unleash, frozen_clock
 from tests.differential.sides import (
     Disagreement,
     _ours_or_error,
@@ -44,6 +51,14 @@ REPORTED = 5  # disagreements minimized and shown (all are counted)
 def run_document(seed: int) -> tuple[int, int, list[Disagreement]]:
     """(compared cases, random cases left out, disagreements) of one document seed."""
     document, contexts = generate(seed, CONTEXTS)
+    now = clock(seed)
+    with frozen_clock(now):
+        return _compare(seed, document, contexts, now)
+
+
+def _compare(
+    seed: int, document: Document, contexts: list[UnleashContext], now: datetime
+) -> tuple[int, int, list[Disagreement]]:
     unleash = Unleash(document)
     ours = build_ours(document)
     compared = skipped = 0
@@ -60,7 +75,7 @@ def run_document(seed: int) -> tuple[int, int, list[Disagreement]]:
             mine = _ours_or_error(ours, name, context)
             if differs(theirs, mine, variant_is_random=variant_random):
                 found.append(
-                    Disagreement(seed, name, document, context, theirs, mine, variant_random)
+                    Disagreement(seed, name, document, context, theirs, mine, variant_random, now)
                 )
     return compared, skipped, found
 
@@ -120,20 +135,32 @@ def test_only_the_cases_left_out_are_random_in_unleash() -> None:
     for seed in range(BASE_SEED * 10**7, BASE_SEED * 10**7 + 40):
         document, contexts = generate(seed, CONTEXTS)
         one, other = Unleash(document), Unleash(document)
-        for context in contexts:
-            for feature in document["features"]:
-                name = feature["name"]
-                enabled_random, variant_random = random_dependent(document, name, context)
-                if enabled_random:
-                    left_out += 1
-                    continue
-                compared += 1
-                first = unleash_answer(one, name, context)
-                second = unleash_answer(other, name, context)
-                assert not differs(first, second, variant_is_random=variant_random), (
-                    seed,
-                    name,
-                    context,
-                )
+        with frozen_clock(clock(seed)):
+            compared_here, left_out_here = _twice(document, contexts, one, other, seed)
+        compared += compared_here
+        left_out += left_out_here
     assert compared > 1000
     assert 0 < left_out < compared
+
+
+def _twice(
+    document: Document, contexts: list[UnleashContext], one: Unleash, other: Unleash, seed: int
+) -> tuple[int, int]:
+    """(compared, left out) of one document, asking both clients every deterministic case."""
+    compared = left_out = 0
+    for context in contexts:
+        for feature in document["features"]:
+            name = feature["name"]
+            enabled_random, variant_random = random_dependent(document, name, context)
+            if enabled_random:
+                left_out += 1
+                continue
+            compared += 1
+            first = unleash_answer(one, name, context)
+            second = unleash_answer(other, name, context)
+            assert not differs(first, second, variant_is_random=variant_random), (
+                seed,
+                name,
+                context,
+            )
+    return compared, left_out

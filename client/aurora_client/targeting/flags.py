@@ -138,7 +138,7 @@ class Flag:
                 for i, r in enumerate(item.get("rules") or ())
                 if isinstance(r, Mapping)
             ),
-            variants=VariantSet(specs, key, specs[0].stickiness) if specs else None,
+            variants=VariantSet(specs, key, "default") if specs else None,
             prerequisites=tuple(
                 Prerequisite.of(p)
                 for p in item.get("prerequisites") or ()
@@ -156,10 +156,20 @@ class Flag:
                 return ErrorCode.INVALID_RULE, segment.error
         return None
 
-    def first_match(self, context: Context, segments: Mapping[str, Segment]) -> Rule | None:
+    def first_match(
+        self, context: Context, segments: Mapping[str, Segment], as_key: str | None = None
+    ) -> Rule | None:
+        """The first rule that matches. `as_key`: evaluated on behalf of that flag (a
+        prerequisite check, the dependent flag's key), which a rule without a group id of its
+        own hashes with, as Unleash's engine does."""
         fields = context.fields
+        if as_key is None or as_key == self.key:
+            for rule in self.rules:
+                if rule.match(fields, segments):
+                    return rule
+            return None
         for rule in self.rules:
-            if rule.match(fields, segments):
+            if rule.match_as(fields, segments, as_key):
                 return rule
         return None
 
@@ -171,15 +181,16 @@ class Flag:
         return user_id is not None and bucket_of(self.key, user_id) <= self.percentage
 
 
-def _on(flag: Flag, context: Context, segments: Mapping[str, Segment]) -> bool:
-    """Enabled, compiled and matching, prerequisites aside (an Unleash parent's answer)."""
+def _on(flag: Flag, context: Context, segments: Mapping[str, Segment], child: str) -> bool:
+    """Enabled, compiled and matching, prerequisites aside: a parent's answer in the
+    prerequisite check of the flag `child`."""
     if not flag.enabled or flag.error is not None:
         return False
     if flag.segment_names and flag.segment_error(segments) is not None:
         return False
     if not flag.rules:
         return flag.in_rollout(context)
-    return flag.first_match(context, segments) is not None
+    return flag.first_match(context, segments, child) is not None
 
 
 def _variant_set(flag: Flag, rule: Rule | None) -> VariantSet | None:
@@ -188,12 +199,15 @@ def _variant_set(flag: Flag, rule: Rule | None) -> VariantSet | None:
     return flag.variants
 
 
-def parent_variant(flag: Flag, context: Context, segments: Mapping[str, Segment]) -> str | None:
-    """The variant name a parent answers for a prerequisite's `variants`: from its first
-    matching rule's variants, else its own; None when it has none (Unleash's engine)."""
+def parent_variant(
+    flag: Flag, context: Context, segments: Mapping[str, Segment], child: str
+) -> str | None:
+    """The variant name a parent answers for a prerequisite's `variants` (in the check of the
+    flag `child`): from its first matching rule's variants, else its own; None when it has
+    none (Unleash's engine)."""
     rule = None
     if flag.rules and flag.error is None and flag.segment_error(segments) is None:
-        rule = flag.first_match(context, segments)
+        rule = flag.first_match(context, segments, child)
     variants = _variant_set(flag, rule)
     if variants is None:
         return None
@@ -231,9 +245,9 @@ def unmet(
         if cycle is not None:
             return "prerequisite cycle: " + " -> ".join(cycle), ErrorCode.PREREQUISITE_CYCLE
         return f"parent {parent.key!r} has prerequisites of its own (one level only)", None
-    enabled = _on(parent, context, segments)
+    enabled = _on(parent, context, segments, child)
     if prerequisite.variants:
-        name = parent_variant(parent, context, segments)
+        name = parent_variant(parent, context, segments, child)
         if name is not None and name not in prerequisite.variants:
             return f"parent {parent.key!r} answers variant {name!r}", None
     if enabled is not prerequisite.enabled:

@@ -7,7 +7,8 @@ version or address). The semantics are Unleash's, as its Rust engine (yggdrasil)
 specification define them:
 
 - A missing context field makes every operator false except `NOT_IN` (true); `inverted` then
-  flips the answer, so an inverted `IN` on a missing field is true.
+  flips the answer, so an inverted `IN` on a missing field is true. A missing `currentTime` is
+  the time of the call instead, for every operator (Unleash's SDKs fill it in).
 - A context value that does not parse (a number, date, semver or address) is false, then
   `inverted` applies.
 - `case_insensitive` lower-cases both sides for the string operators, `IN`/`NOT_IN` (our
@@ -247,6 +248,8 @@ def compile_constraint(data: Mapping[str, Any]) -> Constraint:
     folded = data.get("case_insensitive") is True
 
     def build(check: Check, broken: str | None = None, never: str | None = None) -> Constraint:
+        if name == "currentTime" and check is not _true and check is not _false:
+            check = _at_call_time(check)
         return Constraint(name, operator, values, value, inverted, folded, check, broken, never)
 
     if operator in LIST_OPERATORS:
@@ -286,10 +289,7 @@ def _ordered(operator: str, name: str, value: str, inverted: bool) -> tuple[Chec
         moment = parse_date(shape)
         if moment is None:
             return _false, f"{value!r} is not a valid date"
-        now = _now_micros if name == "currentTime" else None
-        check = _ordered_check(
-            f"DATE_{direction}", name, parse_date, moment, inverted=inverted, default=now
-        )
+        check = _ordered_check(f"DATE_{direction}", name, parse_date, moment, inverted=inverted)
         return check, None
     if _SEMVER_VALUE.fullmatch(shape) is not None:
         version = parse_semver(shape)
@@ -305,9 +305,23 @@ def _ordered(operator: str, name: str, value: str, inverted: bool) -> tuple[Chec
     return _number_check(f"NUM_{direction}", name, number, inverted), None
 
 
-def _now_micros() -> int:
-    # Unleash's SDKs fill a missing currentTime with the time of the call.
-    return _micros(datetime.now(UTC))
+def now_text() -> str:
+    """The time of the call as Unleash's Python SDK writes a missing currentTime (ISO 8601 in
+    UTC: `2026-01-31T12:00:00.123456+00:00`, no fraction on a whole second)."""
+    return datetime.now(UTC).isoformat()
+
+
+def _at_call_time(check: Check) -> Check:
+    """A check on currentTime that reads the time of the call when the context has none, as
+    Unleash's SDKs fill it in before any operator runs. Only constraints on currentTime pay for
+    it, and only when it is missing."""
+
+    def at_call_time(fields: Fields) -> bool:
+        if "currentTime" in fields:
+            return check(fields)
+        return check({"currentTime": now_text()})  # a check reads only its own field
+
+    return at_call_time
 
 
 #: Why a value of no shape is refused, by the operator's family.
@@ -392,20 +406,16 @@ def _ordered_check(
     target: Any,
     *,
     inverted: bool,
-    default: Callable[[], Any] | None = None,
 ) -> Check:
     compare = _COMPARISONS[operator]
 
     def ordered(fields: Fields) -> bool:
         text = fields.get(name)
         if text is None:
-            if default is None:
-                return inverted
-            parsed = default()
-        else:
-            parsed = parse(text)
-            if parsed is None:
-                return inverted
+            return inverted
+        parsed = parse(text)
+        if parsed is None:
+            return inverted
         return compare(parsed, target) is not inverted
 
     return ordered

@@ -5,6 +5,12 @@ holds, and the context is within its rollout: murmur3_x86_32("<group_id>:<sticki
 seed 0) % 100 + 1 <= percentage. Stickiness `default` is userId, else sessionId, else a random
 draw; `random` is always a draw; any other name is that context field, and a context without it is
 not in the rollout (Unleash's gradualRolloutUserId at 100 % is off for a caller without a userId).
+
+A rule without a group id (`group_id: null`, which only an import of a flexibleRollout without
+`groupId` stores: a native write fills the flag key) hashes with the key of the flag being
+evaluated. That is its own key, except in a prerequisite check, where Unleash's engine hashes a
+parent's such rule with the dependent (child) flag's key: `match_as` does that. Its variants
+always hash with its own flag's key.
 """
 
 from __future__ import annotations
@@ -36,9 +42,11 @@ class Rule:
     """One rule compiled for evaluation. Immutable by convention (built only by `of`)."""
 
     __slots__ = (
+        "borrows_key",
         "broken",
         "checks",
         "constraints",
+        "gate",
         "group_id",
         "id",
         "in_rollout",
@@ -62,6 +70,7 @@ class Rule:
         group_id: str,
         variants: VariantSet | None,
         broken: str | None,
+        borrows_key: bool = False,
     ) -> None:
         self.index = index
         self.id = rule_id
@@ -75,6 +84,13 @@ class Rule:
         self.broken = broken
         self.in_rollout = _rollout(percentage, stickiness, group_id)
         self.match = _matcher(self.checks, segments, self.in_rollout)
+        #: No group id of its own, and the rollout hashes: evaluated on behalf of another
+        #: flag (a prerequisite check) it hashes with that flag's key (match_as).
+        self.borrows_key = (
+            borrows_key and 0 < percentage < FULL and stickiness != "random" and broken is None
+        )
+        #: Constraints and segments without the rollout (match_as), for such a rule only.
+        self.gate = _matcher(self.checks, segments, _always) if self.borrows_key else None
 
     @classmethod
     def of(cls, index: int, data: Mapping[str, Any], flag_key: str) -> Rule:
@@ -100,8 +116,8 @@ class Rule:
             broken = broken or f"rollout percentage {percentage!r} is not an integer 0..100"
             percentage = 0
         stickiness = str(rollout.get("stickiness") or "default")
-        group_id = rollout.get("group_id")
-        group_id = group_id if isinstance(group_id, str) else flag_key
+        declared = rollout.get("group_id")
+        group_id = declared if isinstance(declared, str) else flag_key
         specs = [VariantSpec.of(v) for v in data.get("variants") or () if isinstance(v, Mapping)]
         rule_id = data.get("id")
         return cls(
@@ -114,12 +130,23 @@ class Rule:
             group_id=group_id,
             variants=VariantSet(specs, group_id, stickiness) if specs else None,
             broken=broken,
+            borrows_key=not isinstance(declared, str),
         )
 
     def matches(self, fields: Fields, segments: Mapping[str, Segment]) -> bool:
         """Whether the rule holds for a context's fields (its segments must be present: the
         flag checked them)."""
         return self.match(fields, segments)
+
+    def match_as(self, fields: Fields, segments: Mapping[str, Segment], flag_key: str) -> bool:
+        """`match` when evaluated on behalf of the flag `flag_key` (a prerequisite check: the
+        dependent flag's key): a rule without a group id of its own hashes with that key, as
+        Unleash's engine does (its rollout takes the group id from the evaluated toggle)."""
+        if self.gate is None:
+            return self.match(fields, segments)
+        if not self.gate(fields, segments):
+            return False
+        return _in_rollout(self.percentage, self.stickiness, flag_key, fields)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -208,3 +235,11 @@ def _rollout(percentage: int, stickiness: str, group_id: str) -> Check:
         return murmur3(group_id + ":" + value, 0, False) % 100 + 1 <= percentage
 
     return sticky
+
+
+def _in_rollout(percentage: int, stickiness: str, group_id: str, fields: Fields) -> bool:
+    """The rollout `_rollout` compiles, for a group id known only at the call."""
+    value = stickiness_value(stickiness, fields)
+    if value is None:
+        return stickiness == "default" and random_bucket() <= percentage
+    return murmur3(group_id + ":" + value, 0, False) % 100 + 1 <= percentage

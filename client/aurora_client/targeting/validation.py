@@ -413,10 +413,15 @@ def normalize_constraints(constraints: list[dict[str, Any]]) -> list[dict[str, A
     return [_constraint_defaults(c) for c in constraints]
 
 
-def normalize_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def normalize_rules(
+    rules: list[dict[str, Any]], *, flag_key: str | None = None
+) -> list[dict[str, Any]]:
     """Validated rules with their defaults: ids r1, r2, ... where absent (skipping ids in use),
-    rollout 100 % on `default` stickiness, empty lists, inverted/case_insensitive false, and
-    the `variable` variant weights spread."""
+    rollout 100 % on `default` stickiness, group id `flag_key` where absent (so a native rule
+    never hashes with another flag's key: a null group id means the evaluated flag's key, the
+    dependent flag's in a prerequisite check, as in Unleash; without `flag_key` it stays null),
+    empty lists, inverted/case_insensitive false, rule variants on the rule's stickiness where
+    they name none, and the `variable` variant weights spread."""
     taken = {r["id"] for r in rules if isinstance(r.get("id"), str)}
     counter = 0
 
@@ -439,9 +444,12 @@ def normalize_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rollout = dict(rule.get("rollout") or {})
         rollout.setdefault("percentage", 100)
         rollout["stickiness"] = rollout.get("stickiness") or "default"
-        rollout.setdefault("group_id", None)
+        if rollout.get("group_id") is None:
+            rollout["group_id"] = flag_key
         rule["rollout"] = rollout
-        rule["variants"] = normalize_variants(list(rule.get("variants") or []))
+        rule["variants"] = normalize_variants(
+            list(rule.get("variants") or []), stickiness=rollout["stickiness"]
+        )
         out.append(rule)
     return out
 

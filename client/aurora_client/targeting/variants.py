@@ -3,9 +3,12 @@
 As Unleash's SDKs choose: an override whose context field holds a listed value forces its
 variant; else the bucket murmur3_x86_32("<group_id>:<stickiness value>", seed 86028157) % total
 weight + 1 is compared with the cumulative weights, in list order. The stickiness is the first
-variant's (flag variants) or the rule's (rule variants); `default` means userId, else sessionId,
-else a random draw. Weights are used as stored: Unleash's server spreads the `variable` weights
-when variants are written (normalize_variants does the same), its SDKs only add them up.
+variant's, as in Unleash's engine; when the first variant has none, `default` for flag variants
+and the rule's rollout stickiness for rule variants (the import sets it on every strategy
+variant: the strategy's `stickiness` parameter, else `default`, as Unleash picks a strategy's
+variants). `default` means userId, else sessionId, else a random draw. Weights are used as
+stored: Unleash's server spreads the `variable` weights when variants are written
+(normalize_variants does the same), its SDKs only add them up.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 from mmh3 import hash as murmur3
 
+from aurora_client.targeting import operators
 from aurora_client.targeting.operators import Fields
 
 VARIANT_SEED = 86028157
@@ -63,7 +67,7 @@ class VariantSpec:
     name: str
     weight: int
     weight_type: str
-    stickiness: str
+    stickiness: str | None  # None: not set (the list's default applies)
     payload: dict[str, str] | None
     overrides: tuple[tuple[str, frozenset[str]], ...]
     answer: Variant
@@ -72,6 +76,7 @@ class VariantSpec:
     def of(cls, data: Mapping[str, Any]) -> VariantSpec:
         name = str(data.get("name") or "")
         weight = data.get("weight")
+        stickiness = data.get("stickiness")
         payload = data.get("payload")
         if isinstance(payload, Mapping):
             payload = {"type": str(payload.get("type")), "value": str(payload.get("value"))}
@@ -86,7 +91,7 @@ class VariantSpec:
             name=name,
             weight=weight if isinstance(weight, int) and not isinstance(weight, bool) else 0,
             weight_type=str(data.get("weight_type") or "variable"),
-            stickiness=str(data.get("stickiness") or "default"),
+            stickiness=str(stickiness) if stickiness else None,
             payload=payload,
             overrides=overrides,
             answer=Variant(name, payload, True, True),
@@ -111,10 +116,15 @@ class VariantSet:
 
     __slots__ = ("group_id", "has_overrides", "split", "stickiness", "total", "variants")
 
-    def __init__(self, variants: Sequence[VariantSpec], group_id: str, stickiness: str) -> None:
+    def __init__(
+        self, variants: Sequence[VariantSpec], group_id: str, default_stickiness: str
+    ) -> None:
+        """`default_stickiness` applies when the first variant sets none (Unleash hashes with
+        the first variant's stickiness)."""
         self.variants = tuple(variants)
         self.group_id = group_id
-        self.stickiness = stickiness
+        first = self.variants[0].stickiness if self.variants else None
+        self.stickiness = first or default_stickiness
         self.total = sum(v.weight for v in self.variants)
         self.has_overrides = any(v.overrides for v in self.variants)
         # A weighted split decides only when two or more variants can come out.
@@ -127,6 +137,8 @@ class VariantSet:
             for variant in self.variants:
                 for field, values in variant.overrides:
                     value = fields.get(field)
+                    if value is None and field == "currentTime":
+                        value = operators.now_text()  # as a constraint reads it
                     if value is not None and value in values:
                         return variant, False
         total = self.total
@@ -145,15 +157,19 @@ class VariantSet:
         return None, False
 
 
-def normalize_variants(variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Defaults filled and the `variable` weights spread over what the `fix` ones leave of 1000,
-    as Unleash's server does when variants are written (the first ones get the remainder).
-    Expects variants that passed validation."""
+def normalize_variants(
+    variants: list[dict[str, Any]], *, stickiness: str = "default"
+) -> list[dict[str, Any]]:
+    """Defaults filled (`stickiness`: a rule's variants get the rule's rollout stickiness) and
+    the `variable` weights spread over what the `fix` ones leave of 1000, as Unleash's server
+    does when variants are written (fixVariantWeights: the first `variable` ones in list order
+    get the remainder, 334, 333, 333). Expects variants that passed validation."""
     out = []
     for raw in variants:
         variant = dict(raw)
         variant.setdefault("weight_type", "variable")
-        variant.setdefault("stickiness", "default")
+        if not variant.get("stickiness"):
+            variant["stickiness"] = stickiness
         variant.setdefault("payload", None)
         variant.setdefault("overrides", [])
         variant.setdefault("weight", 0)

@@ -318,6 +318,30 @@ def test_rule_variants_come_first_with_the_rules_group_and_stickiness() -> None:
     assert answer(f, ctx(userId="3"))["variant"]["name"] == "flag-level"
 
 
+def test_rule_variants_hash_on_the_first_variants_stickiness_else_the_rules() -> None:
+    def rule_variants(stickiness: str | None) -> Flag:
+        extra = {} if stickiness is None else {"stickiness": stickiness}
+        return flag(
+            rules=[
+                {
+                    "rollout": {"percentage": 100, "stickiness": "sessionId", "group_id": "g"},
+                    "variants": two_variants(**extra),
+                }
+            ]
+        )
+
+    seen = set()
+    for user, session in (("1", "s9"), ("2", "s1"), ("3", "s7"), ("4", "s2"), ("5", "s3")):
+        context = ctx(userId=user, sessionId=session)
+        by_user = "a" if variant_bucket("g", user, 1000) <= 500 else "b"
+        by_session = "a" if variant_bucket("g", session, 1000) <= 500 else "b"
+        seen.add((by_user, by_session))
+        assert answer(rule_variants("default"), context)["variant"]["name"] == by_user
+        assert answer(rule_variants("userId"), context)["variant"]["name"] == by_user
+        assert answer(rule_variants(None), context)["variant"]["name"] == by_session
+    assert {("a", "b"), ("b", "a")} & seen  # the cases tell the stickinesses apart
+
+
 def test_a_rule_without_variants_falls_back_to_the_flags() -> None:
     f = flag(rules=[{"variants": []}], variants=[{"name": "v", "weight": 1000}])
     assert answer(f, ctx())["variant"]["name"] == "v"
@@ -391,16 +415,28 @@ def test_a_prerequisite_cycle_is_an_error() -> None:
     )
 
 
-def test_a_parent_evaluates_with_its_own_group_id() -> None:
+@pytest.mark.parametrize(("group_id", "hashed_with"), [("parent", "parent"), (None, "child")])
+def test_a_parents_rollout_hashes_with_its_group_id_else_the_childs_key(
+    group_id: str | None, hashed_with: str
+) -> None:
+    # group_id null is the key of the flag evaluated: in a prerequisite check, the dependent
+    # flag's, as Unleash's engine does (normalize_rules fills the key on a native write).
+    rollout = {"percentage": 50, "group_id": group_id}
     flags = {
-        "parent": flag("parent", rules=[{"rollout": {"percentage": 50}}]),
+        "parent": flag("parent", rules=[{"rollout": rollout}]),
         "child": Flag.of(
             {"flag_key": "child", "is_enabled": True, "prerequisites": [{"flag_key": "parent"}]}
         ),
     }
-    for user in map(str, range(50)):
-        parent_on = rollout_bucket("parent", user) <= 50
+    differ = 0
+    for user in map(str, range(100)):
+        parent_on = rollout_bucket(hashed_with, user) <= 50
         assert is_enabled(flags["child"], Context(user_id=user), flags, {}) is parent_on
+        assert evaluate(flags["child"], Context(user_id=user), flags, {}).enabled is parent_on
+        own = rollout_bucket("parent", user) <= 50
+        assert is_enabled(flags["parent"], Context(user_id=user), flags, {}) is own
+        differ += own is not parent_on
+    assert (differ > 0) is (group_id is None)
 
 
 # --- explain ----------------------------------------------------------------------------------

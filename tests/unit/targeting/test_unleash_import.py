@@ -65,7 +65,8 @@ def test_gradual_rollouts(name: str, stickiness: str) -> None:
 
 def test_gradual_rollout_random() -> None:
     rule = rule_of({"name": "gradualRolloutRandom", "parameters": {"percentage": "30"}})
-    assert rule["rollout"] == {"percentage": 30, "stickiness": "random", "group_id": None}
+    # Unleash holds when its draw 1..99 is below 30: 29 of 99, the nearest percentage is 29.
+    assert rule["rollout"] == {"percentage": 29, "stickiness": "random", "group_id": None}
 
 
 def test_flexible_rollout() -> None:
@@ -298,9 +299,31 @@ def test_flag_and_strategy_variants() -> None:
             "overrides": [{"context_name": "userId", "values": ["9"]}],
         }
     ]
-    # Unleash's engine ignores overrides on strategy variants
+    # Unleash's engine ignores overrides on strategy variants, and picks them with the
+    # strategy's stickiness (absent: default), not the variant's
     assert item["rules"][0]["variants"][0]["overrides"] == []
+    assert item["rules"][0]["variants"][0]["stickiness"] == "default"
     assert item["rules"][0]["variants"][0]["payload"] == {"type": "csv", "value": "a,b"}
+
+
+def test_strategy_variants_take_the_strategys_stickiness_and_group_id() -> None:
+    variants = [{"name": "s", "weight": 1000, "weightType": "variable", "stickiness": "x"}]
+    rule = rule_of(
+        {
+            "name": "flexibleRollout",
+            "parameters": {"rollout": "50", "stickiness": "tenant", "groupId": "g"},
+            "variants": variants,
+        }
+    )
+    assert rule["variants"][0]["stickiness"] == "tenant"
+    default = rule_of({"name": "default", "parameters": {"groupId": "g2"}, "variants": variants})
+    assert default["rollout"] == {"percentage": 100, "stickiness": "default", "group_id": "g2"}
+    assert default["variants"][0]["stickiness"] == "default"
+
+
+def test_a_percentage_beyond_rusts_usize_never_matches() -> None:
+    rule = rule_of({"name": "gradualRolloutRandom", "parameters": {"percentage": str(2**64)}})
+    assert rule["rollout"]["percentage"] == 0
 
 
 def test_a_feature_without_strategies_is_on_for_everyone() -> None:

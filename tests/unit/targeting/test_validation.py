@@ -274,6 +274,26 @@ def test_normalize_rules_fills_defaults_and_free_ids() -> None:
     assert rules[2]["constraints"][0]["values"] == []
 
 
+def test_normalize_rules_fills_the_flag_key_as_group_id_and_the_rules_variant_stickiness() -> None:
+    rules = normalize_rules(
+        [
+            {"rollout": {"percentage": 10, "stickiness": "sessionId"}, "variants": [{"name": "a"}]},
+            {"rollout": {"group_id": "mine"}, "variants": [{"name": "b", "stickiness": "tenant"}]},
+        ],
+        flag_key="checkout",
+    )
+    assert rules[0]["rollout"] == {
+        "percentage": 10,
+        "stickiness": "sessionId",
+        "group_id": "checkout",
+    }
+    assert rules[0]["variants"][0]["stickiness"] == "sessionId"
+    assert rules[1]["rollout"]["group_id"] == "mine"
+    assert rules[1]["variants"][0]["stickiness"] == "tenant"
+    # the old call leaves the group id null (the key of the flag evaluated)
+    assert normalize_rules([{}])[0]["rollout"]["group_id"] is None
+
+
 def test_normalize_variants_spreads_variable_weights_as_unleash() -> None:
     variants = normalize_variants(
         [
