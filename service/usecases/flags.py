@@ -94,7 +94,8 @@ def _checked(
         raise InvalidTargeting(problems)
     normalized = dict(changes)
     if "rules" in sent:
-        normalized["rules"] = normalize_rules(rules)  # ids, rollout defaults, variant weights
+        # ids, rollout defaults (the group id: this flag's key), variant weights and stickiness
+        normalized["rules"] = normalize_rules(rules, flag_key=key)
     if "variants" in sent:
         normalized["variants"] = normalize_variants(sent["variants"])
     return normalized

@@ -83,7 +83,7 @@ def test_rules_are_replaced_as_a_whole_versioned_audited_and_if_match_guarded(
         "id": "r1",
         "constraints": [IN_DE | {"value": None, "inverted": False, "case_insensitive": False}],
         "segments": [],
-        "rollout": {"percentage": 100, "stickiness": "default", "group_id": None},
+        "rollout": {"percentage": 100, "stickiness": "default", "group_id": "checkout"},
         "variants": [],
     }
     assert (second["id"], second["rollout"]["percentage"]) == ("beta", 50)
