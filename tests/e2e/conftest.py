@@ -25,7 +25,14 @@ def shared_env(mariadb_database: str, redis_prefix: str) -> Iterator[dict[str, s
     }
     engine = make_engine(mariadb_database)
     with engine.begin() as conn:
-        for table in ("change_outbox", "config_history", "feature_flags", "app_configurations"):
+        # Every table a test writes: a segment left behind shows up in the next test's snapshot.
+        for table in (
+            "change_outbox",
+            "config_history",
+            "feature_flags",
+            "segments",
+            "app_configurations",
+        ):
             conn.exec_driver_sql(f"DELETE FROM {table}")
     engine.dispose()
 
