@@ -296,12 +296,31 @@ class Propagator:
         await self.ensure_built(environment, cause)
 
     async def _build_holding(self, environment: str, token: str, cause: str) -> None:
-        """Rebuild while holding the lock under `token`, extending it until done."""
+        """Rebuild while holding the lock under `token`, extending it until done.
+
+        The keeper is told to stop by an event it checks around every extension, and awaited:
+        never stopped by cancelling it. redis-py sends a command under `asyncio.wait_for`, which
+        on Python 3.11 returns the reply and drops a cancellation that arrives as the send
+        completes (python/cpython#86296): a keeper cancelled mid-extension then went on
+        extending the lock for ever, the build never ended, and its environment stayed untrusted
+        (no replica, streams refused) with the lock held against every other instance."""
+        finished = asyncio.Event()
 
         async def keep_lock() -> None:
-            while True:
-                await asyncio.sleep(REBUILD_LOCK_MS / 3000)
-                if not await self.read_model.extend_lock(environment, token, REBUILD_LOCK_MS):
+            while not finished.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(REBUILD_LOCK_MS / 3000):
+                        await finished.wait()
+                if finished.is_set():
+                    return
+                try:
+                    held = await self.read_model.extend_lock(environment, token, REBUILD_LOCK_MS)
+                except (RedisError, OSError) as exc:
+                    # The fencing token protects the swap: a lock that lapsed meanwhile makes
+                    # the rebuild fail with LostLock instead of overwriting another's.
+                    log.warning("cannot extend the rebuild lock of %s (%s)", environment, exc)
+                    return
+                if not held:
                     log.warning("lost the rebuild lock of %s; another builder has it", environment)
                     return
 
@@ -311,9 +330,12 @@ class Propagator:
         except LostLock:
             log.warning("rebuild of %s discarded: its lock was taken over", environment)
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
-                await keeper
+            finished.set()
+            # Within one extension (bounded by the socket timeout). A cancellation of this
+            # build (shutdown) is not swallowed here: the keeper ends by itself on `finished`.
+            await asyncio.wait({keeper})
+            if not keeper.cancelled():
+                keeper.result()  # anything unexpected surfaces, as the build's own error
 
     async def _rebuild(self, environment: str, token: str, cause: str) -> None:
         loop = asyncio.get_running_loop()
