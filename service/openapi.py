@@ -127,10 +127,12 @@ def install(app: FastAPI, environments: tuple[str, ...]) -> None:
                         name = _rule_name(path, parameter["name"].lower())
                         if name in rules:
                             _constrain(parameter["schema"], rules[name])
-            for model in ("ConfigCreate", "FlagCreate", "SegmentCreate"):
+            for model in ("ConfigCreate", "FlagCreate", "SegmentCreate", "EvaluateIn"):
                 _constrain(components[model]["properties"]["environment"], rules["environment"])
             scopes = ["admin", "read"] + [
-                f"{kind}:{env}" for kind in ("read", "write") for env in environments
+                f"{kind}:{env}"
+                for kind in ("read", "write", "evaluate")
+                for env in environments
             ]
             components["TokenCreate"]["properties"]["scopes"]["items"]["enum"] = scopes
             app.openapi_schema = schema

@@ -31,7 +31,7 @@ class UnleashDocument(BaseModel):
     """What Unleash's `GET /api/client/features` answers. Fields this import does not use (`query`,
     `meta`...) are ignored, as Unleash's own SDKs ignore them."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     version: int = Field(description="The document's format version (Unleash sends 1 or 2)")
     features: list[dict[str, Any]]
     segments: list[dict[str, Any]] = Field(default_factory=list)
