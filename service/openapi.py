@@ -130,9 +130,7 @@ def install(app: FastAPI, environments: tuple[str, ...]) -> None:
             for model in ("ConfigCreate", "FlagCreate", "SegmentCreate", "EvaluateIn"):
                 _constrain(components[model]["properties"]["environment"], rules["environment"])
             scopes = ["admin", "read"] + [
-                f"{kind}:{env}"
-                for kind in ("read", "write", "evaluate")
-                for env in environments
+                f"{kind}:{env}" for kind in ("read", "write", "evaluate") for env in environments
             ]
             components["TokenCreate"]["properties"]["scopes"]["items"]["enum"] = scopes
             app.openapi_schema = schema
