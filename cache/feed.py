@@ -17,6 +17,13 @@ changes, went back in revisions, or has no epoch is rebuilt.
 Nothing blocks the feed: building, waiting for another instance's build, and verifying run as one
 background job per environment. Meanwhile that environment is untrusted (reads go to Redis or SQL,
 its local streams are closed) and every other environment keeps following its changes.
+
+A job is stopped by cancelling it, but a cancellation can be lost: redis-py sends a command under
+`asyncio.wait_for`, which on Python 3.11 drops a cancellation that lands as the command completes
+(python/cpython#86296), and the job runs on. So cancel() is only a courtesy: a verification acts
+on its answer (trusts the replica, records a proof) only while it is still its environment's
+current job of the current subscription (`_owns`). One replaced by a newer job, or dropped when
+the subscription went (`_lost`), is outdated whenever it ends, and its answer goes nowhere.
 """
 
 from __future__ import annotations
@@ -92,9 +99,13 @@ class ChangeFeed:
         self._positions: dict[str, tuple[str, int]] = {}  # last (epoch, revision) handed on
         self._jobs: dict[str, asyncio.Task[None]] = {}  # one background job per environment
         self._job_kind: dict[str, str] = {}  # BUILD or VERIFY
+        # The subscription each job was started under: one more every time it is lost.
+        self._generation = 0
+        self._job_generation: dict[str, int] = {}
         self._done: set[str] = set()  # environments whose build ended: catch up with Redis
         self._verified_at: dict[str, float] = {}  # last successful proof against the database
         self._verify_started: dict[str, float] = {}
+        self._proofs: dict[str, tuple[float, bool]] = {}  # the last proof: (begun, passed)
         self._unverifiable: set[str] = set()  # the database could not be asked last time
         self._failure: dict[str, str] = {}  # the last build failure logged, per environment
         self._retry_delay: dict[str, float] = {}
@@ -121,9 +132,15 @@ class ChangeFeed:
         if self.connected.is_set():
             log.info("change feed disconnected: replica untrusted, local streams closed")
         self.connected.clear()
+        self._generation += 1  # no job started before this may trust anything any more
         for environment, job in list(self._jobs.items()):
             if self._job_kind.get(environment) == VERIFY:
-                job.cancel()  # it must not trust a replica after the subscription went
+                # It must not trust a replica after the subscription went. The cancellation may
+                # be lost (see the module's doc): dropped from the tables, the job is outdated
+                # however it ends, and the next session proves the environment again.
+                job.cancel()
+                del self._jobs[environment]
+                del self._job_kind[environment]
         self.replica.distrust()
         self.broadcaster.close("this instance lost its change feed")
 
@@ -231,7 +248,8 @@ class ChangeFeed:
         self, environment: str, kind: str, job: Callable[[], Coroutine[Any, Any, None]]
     ) -> None:
         """Run `job` for the environment in the background. A build is never interrupted nor
-        run twice; any job replaces a verification still running (its answer is outdated)."""
+        run twice; any job replaces a verification still running (its answer is outdated: it
+        is cancelled, and should the cancellation be lost, `_owns` tells it it was replaced)."""
         running = self._jobs.get(environment)
         if running is not None:
             if self._job_kind.get(environment) == BUILD:
@@ -250,6 +268,16 @@ class ChangeFeed:
         task = asyncio.create_task(run(), name=f"feed-{kind}-{environment}")
         self._jobs[environment] = task
         self._job_kind[environment] = kind
+        self._job_generation[environment] = self._generation
+
+    def _owns(self, environment: str) -> bool:
+        """Whether the job running now is still the environment's job, started under the
+        current subscription: not replaced by a newer job, nor dropped by `_lost`. Only then may
+        it act on what it found; checked after its last await, right before it acts."""
+        return (
+            self._jobs.get(environment) is asyncio.current_task()
+            and self._job_generation.get(environment) == self._generation
+        )
 
     async def _build(self, environment: str, lost: tuple[str, str] | None = None) -> None:
         """Build the environment's read model; with `lost` (epoch, cause), rebuild one that lost
@@ -290,11 +318,16 @@ class ChangeFeed:
     async def _verify(self, environment: str, *, then_trust: bool) -> None:
         """Prove the read model against the database. A loss found turns this job into a
         rebuild (the environment is untrusted and its streams closed at once); its catch-up
-        afterwards resynchronises from the new epoch."""
-        self._verify_started[environment] = time.monotonic()
+        afterwards resynchronises from the new epoch. A verification that is no longer its
+        environment's job when the database answers (see `_owns`) does nothing with the answer."""
+        begun = time.monotonic()
+        self._verify_started[environment] = begun
         try:
             loss = await self.maintainer.verify(environment)
         except Exception as exc:
+            if not self._owns(environment):
+                return  # outdated: its cancellation was lost
+            self._proofs[environment] = (begun, False)
             if environment not in self._unverifiable:
                 log.warning(
                     "cannot prove the read model of %s against the database (%s: %s); serving "
@@ -306,11 +339,15 @@ class ChangeFeed:
             self._unverifiable.add(environment)
             loss = None
         else:
+            if not self._owns(environment):
+                return  # outdated: its cancellation was lost
+            self._proofs[environment] = (begun, loss is None)
             if environment in self._unverifiable:
                 log.info("read model of %s proven against the database again", environment)
             self._unverifiable.discard(environment)
             if loss is None:
                 self._verified_at[environment] = time.monotonic()
+        # No await from `_owns` to here: the job is still the current one.
         if loss is not None:
             self._job_kind[environment] = BUILD
             self._untrust(environment, "its read model lost acknowledged changes")
@@ -328,6 +365,9 @@ class ChangeFeed:
             return False
         deadline = asked + within
         while time.monotonic() < deadline:
+            proof = self._proofs.get(environment)
+            if proof is not None and proof[0] >= asked:
+                return proof[1]  # recorded only by a job still current when it was answered
             if self._job_kind.get(environment) == BUILD:
                 return False
             job = self._jobs.get(environment)
@@ -337,8 +377,6 @@ class ChangeFeed:
                 )
                 continue
             await asyncio.wait({job}, timeout=max(0.0, deadline - time.monotonic()))
-            if self._verify_started.get(environment, 0.0) >= asked and not job.cancelled():
-                return self._verified_at.get(environment, 0.0) >= asked
         return False
 
     def verification(self, environment: str) -> dict[str, object]:
