@@ -11,7 +11,6 @@ the replica trusted: a client would be served as fresh what nobody proved fresh.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from cache.keys import Keys
 from cache.read_model import RedisReadModel
 from cache.replica import Replica
 from tests.readmodels import build
+from tests.unit.test_feed import running, until
 
 ENV = "production"
 DEADLINE = 5.0
@@ -120,27 +120,6 @@ async def rig() -> AsyncIterator[Rig]:
     yield rig
     await rig.redis.aclose()
     await rig.feed_redis.aclose()
-
-
-@contextlib.asynccontextmanager
-async def running(feed: ChangeFeed) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(feed.run(stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        async with asyncio.timeout(DEADLINE):
-            await task
-
-
-async def until(check: Callable[[], Any], what: str) -> None:
-    try:
-        async with asyncio.timeout(DEADLINE):
-            while not check():  # noqa: ASYNC110 - polls plain state, no event to await
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        pytest.fail(f"timed out waiting for {what}")
 
 
 async def test_a_proof_answered_after_the_subscription_dropped_trusts_nothing(rig: Rig) -> None:
