@@ -51,6 +51,7 @@ VERIFY_EVERY_SECONDS = 5.0
 BUILD_RETRY_CAP_SECONDS = 30.0
 PROVE_SECONDS = 2.0  # how long a stream with a cursor from the future waits for a proof
 REPLAY_LIMIT = 5000
+JOBS_STOP_SECONDS = 5.0  # how long stopping the feed waits for its jobs to wind down
 # The subscription's connection answers a PING every check; silent this long, it is dead (a
 # network partition or a dropped NAT entry leaves a socket that neither errs nor delivers).
 SILENT_SECONDS = 3.0
@@ -125,8 +126,15 @@ class ChangeFeed:
                 expected=(RedisError, OSError, NotBuilt),
             )
         finally:
-            for job in self._jobs.values():
+            # Awaited, not only cancelled: a job still winding down after the caller closes the
+            # Redis clients would open a connection of its own, left open when the loop ends
+            # (an unclosed socket at shutdown); and a cancellation can be lost (docstring), so
+            # the wait is bounded.
+            jobs = list(self._jobs.values())
+            for job in jobs:
                 job.cancel()
+            if jobs:
+                await asyncio.wait(jobs, timeout=JOBS_STOP_SECONDS)
 
     def _lost(self) -> None:
         if self.connected.is_set():
