@@ -370,7 +370,6 @@ _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
 
 
 def _number_check(operator: str, name: str, target: float, inverted: bool) -> Check:
-    compare = _COMPARISONS[operator]
     if operator == "NUM_GT":  # the common case, one call less
 
         def num_gt(fields: Fields) -> bool:
@@ -386,17 +385,7 @@ def _number_check(operator: str, name: str, target: float, inverted: bool) -> Ch
             return (number > target) is not inverted
 
         return num_gt
-
-    def num(fields: Fields) -> bool:
-        text = fields.get(name)
-        if text is None:
-            return inverted
-        number = parse_number(text)
-        if number is None:
-            return inverted
-        return compare(number, target) is not inverted
-
-    return num
+    return _ordered_check(operator, name, parse_number, target, inverted=inverted)
 
 
 def _ordered_check(
