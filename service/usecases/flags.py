@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from aurora_client.evaluation import evaluate
 from aurora_client.targeting import (
     Limits,
     normalize_rules,
@@ -165,14 +164,6 @@ def list_page(
     with uow:
         items, total = uow.flags.list(environments, key_prefix, limit=limit, offset=offset)
         return Page(items, total)
-
-
-def bulk(uow: UnitOfWork, env: str, user_id: str | None) -> dict[str, bool]:
-    with uow:
-        return {
-            f.flag_key: evaluate(f.to_state(), user_id).enabled
-            for f in uow.flags.in_environment(env)
-        }
 
 
 def update(

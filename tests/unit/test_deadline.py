@@ -13,7 +13,7 @@ import pytest
 from database.engine import make_engine
 from service.errors import Unavailable
 from service.store import Store
-from service.usecases import flags
+from service.usecases import targets
 
 pytestmark = pytest.mark.anyio
 
@@ -41,7 +41,7 @@ async def test_connecting_keeps_to_the_deadline_not_the_connect_timeout() -> Non
         started = time.monotonic()
         try:
             with pytest.raises(Unavailable, match="did not answer within 1s"):
-                await store.run(flags.bulk, "production", None)
+                await store.run(targets.load, "production")
         finally:
             engine.dispose()
         assert time.monotonic() - started < 1.0 + 1.0  # the deadline, plus the 1 s
