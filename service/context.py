@@ -41,12 +41,18 @@ def query_properties(
             properties = {}
         properties[prop] = value
     if properties is not None:
-        size = len(orjson.dumps({"userId": user_id, "properties": properties}))
-        if size > limit:
-            raise PayloadTooLarge(
-                f"the context is {size} bytes, over the limit of {limit} (AURORA_MAX_CONTEXT_BYTES)"
-            )
+        check_size({"userId": user_id, "properties": properties}, limit)
     return properties
+
+
+def check_size(context: dict[str, Any], limit: int) -> None:
+    """413 naming the setting when the context is over AURORA_MAX_CONTEXT_BYTES of JSON: the one
+    limit of a GET's query context and a POST's body context."""
+    size = len(orjson.dumps(context))
+    if size > limit:
+        raise PayloadTooLarge(
+            f"the context is {size} bytes, over the limit of {limit} (AURORA_MAX_CONTEXT_BYTES)"
+        )
 
 
 def context_limit(state: State) -> int:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import orjson
 from aurora_client.targeting import Context, Result
 from pydantic import BaseModel, Field
 
-from service.errors import PayloadTooLarge
+from service.context import check_size
 from service.schemas import Body
 
 #: A context field's value: bounded, like a user id.
@@ -38,12 +37,7 @@ class ContextIn(Body):
 
 def checked_context(data: dict[str, Any], max_bytes: int) -> Context:
     """The context, unless its JSON is over the limit (413 naming the setting)."""
-    size = len(orjson.dumps(data))
-    if size > max_bytes:
-        raise PayloadTooLarge(
-            f"the context is {size} bytes of JSON; the limit is {max_bytes} "
-            "(AURORA_MAX_CONTEXT_BYTES)"
-        )
+    check_size(data, max_bytes)
     return Context.of(data)
 
 
